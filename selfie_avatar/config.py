@@ -1,0 +1,142 @@
+"""Typed run configurations. One dataclass per command; each run writes its config into its output folder.
+
+Every field carries its help text in ``metadata['help']``; the command line is generated from these classes
+(:func:`add_config_arguments`), so a flag and its config field can never drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _f(default: Any, help: str, **meta: Any) -> Any:
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class PrepareConfig:
+    """Settings of ``selfie-avatar prepare``: video in, subject folder out."""
+
+    video: str = _f("", "input video (mp4, mov, webm, ...)", positional=True)
+    out: str = _f("", "subject folder to write (created atomically)", required=True)
+    size: int = _f(256, "side of the square crop, in pixels, of every per-frame image")
+    max_frames: int | None = _f(None, "use at most this many frames from the start of the video")
+    device: str = _f("auto", "torch device for rendering: auto, cpu, cuda or cuda:N")
+    overwrite: bool = _f(False, "replace an existing subject folder")
+    crop_scale: float = _f(2.0, "crop side as a multiple of the face's landmark extent (room for hair and neck)")
+    crop_shift_y: float = _f(-0.10, "vertical crop shift as a fraction of the crop side (negative moves up, towards the hair)")
+    min_confidence: float = _f(0.5, "landmarker detection and presence confidence threshold")
+    max_gap: int = _f(5, "interpolate runs of at most this many frames without a face; longer runs are dropped")
+    min_face_px: int = _f(24, "faces smaller than this (landmark extent, pixels) count as not found")
+    expression_pca: int = _f(4, "extra PCA components for what the 52 blendshape scores miss (0: none)")
+    ridge: float = _f(1e-2, "ridge weight of the per-subject blendshape regression")
+    smooth_sigma: float = _f(1.0, "temporal Gaussian smoothing of pose and codes, in frames (0: off)")
+    held_out_fraction: float = _f(0.10, "last fraction of valid frames held out for evaluation")
+    min_valid_frames: int = _f(2, "fail when fewer frames than this have a usable face")
+    landmarker: str | None = _f(None, "path to face_landmarker.task (default: resolved from the weights folders)")
+    segmenter: str | None = _f(None, "path to selfie_segmentation.tflite (default: resolved from the weights folders)")
+    batch_size: int = _f(16, "frames per rendering batch")
+    write_video: bool = _f(True, "write tracking.mp4 (frames | render | matte side by side)")
+
+
+@dataclass
+class SampleConfig:
+    """Settings of the built-in sample clip (an animated public-domain portrait)."""
+
+    out: str = _f("", "mp4 to write", required=True)
+    seconds: float = _f(12.0, "length of the clip")
+    fps: int = _f(25, "frame rate")
+    size: int = _f(512, "frame side in pixels")
+    seed: int = _f(0, "random seed of the motion and expression schedule")
+
+
+@dataclass
+class DemoConfig:
+    """Settings of ``selfie-avatar demo``: the main job end to end on the built-in sample (or your video)."""
+
+    out: str = _f("outputs/demo", "output folder")
+    video: str | None = _f(None, "your own selfie video instead of the built-in sample")
+    seconds: float = _f(12.0, "length of the built-in sample clip")
+    size: int = _f(256, "crop side used by prepare")
+    max_frames: int | None = _f(None, "use at most this many frames")
+    device: str = _f("auto", "torch device: auto, cpu, cuda or cuda:N")
+    seed: int = _f(0, "random seed")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# dataclass <-> argparse / JSON
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """Add one argument per field of dataclass ``cls`` (positional when ``metadata['positional']``)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        tp, optional = _unwrap_optional(hints[f.name])
+        help_text = f.metadata.get("help", "")
+        if f.metadata.get("positional"):
+            parser.add_argument(f.name, type=tp, help=help_text)
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if tp is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=help_text)
+            continue
+        kwargs: dict[str, Any] = {"dest": f.name, "type": tp, "help": help_text}
+        if f.metadata.get("required"):
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = f.default
+            kwargs["help"] = f"{help_text} (default: {f.default})"
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        parser.add_argument(flag, **kwargs)
+
+
+def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build ``cls`` from a dict, refusing keys it does not know (a typo would otherwise pass silently)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {unknown}")
+    return cls(**data)
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    from selfie_avatar.utils.atomic import write_json_atomic
+
+    write_json_atomic(path, {"type": type(cfg).__name__, **config_to_dict(cfg)})
+
+
+def load_config(cls: type[T], path: str | Path) -> T:
+    data = json.loads(Path(path).read_text())
+    data.pop("type", None)
+    return config_from_dict(cls, data)

@@ -1,0 +1,1 @@
+"""reenact stage."""

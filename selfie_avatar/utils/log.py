@@ -1,0 +1,20 @@
+"""One logger for the package; the command line sets its level."""
+
+from __future__ import annotations
+
+import logging
+
+LOGGER_NAME = "selfie_avatar"
+
+
+def get_logger(name: str | None = None) -> logging.Logger:
+    return logging.getLogger(LOGGER_NAME if name is None else f"{LOGGER_NAME}.{name}")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logger = logging.getLogger(LOGGER_NAME)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[selfie-avatar] %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
