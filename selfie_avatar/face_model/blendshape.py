@@ -99,7 +99,8 @@ class BlendshapeFaceModel(FaceModel):
 
     @classmethod
     def fit(cls, points: np.ndarray, scores: np.ndarray, faces: np.ndarray, ridge: float = 1e-2,
-            num_pca: int = 4, weights: np.ndarray | None = None) -> tuple["BlendshapeFaceModel", np.ndarray]:
+            num_pca: int = 4, weights: np.ndarray | None = None,
+            vertex_weights: np.ndarray | None = None) -> tuple["BlendshapeFaceModel", np.ndarray]:
         """Regress the rig from pose-normalised frames.
 
         Solves ``points_f ~ neutral + scores_f @ basis`` by ridge regression (the ridge acts on the basis only,
@@ -113,6 +114,10 @@ class BlendshapeFaceModel(FaceModel):
             ridge: regularisation weight.
             num_pca: number of residual components (clipped to what the data supports).
             weights: (F,) optional per-frame weights (e.g. tracking confidence).
+            vertex_weights: (V,) weights defining "rigid": every blendshape and PCA direction is made free of
+                any similarity motion (translation, rotation, scale) of the neutral shape under these weights.
+                Without this, a basis vector can hold a small head rotation that correlates with a score, and
+                the tracker's pose would no longer be the head pose. None: uniform.
 
         Returns:
             (model, pca_coefficients (F, K)).
@@ -129,7 +134,10 @@ class BlendshapeFaceModel(FaceModel):
         W = np.linalg.solve(Aw.T @ A + np.diag(reg), Aw.T @ Y)  # (53, V*3)
         neutral = W[0].reshape(V, 3)
         basis = W[1:].reshape(NUM_BLENDSHAPES, V, 3)
+        P = _rigid_projector(neutral, vertex_weights)
+        W[1:] = W[1:] - (W[1:] @ P.T)
         resid = Y - A @ W
+        resid = resid - resid @ P.T
         k = int(min(num_pca, max(F - 1, 0)))
         if k > 0:
             centred = resid - resid.mean(0, keepdims=True)
@@ -142,6 +150,24 @@ class BlendshapeFaceModel(FaceModel):
         uv = frontal_uv(neutral)
         model = cls(neutral, basis, faces, uv, pca.reshape(-1, V, 3))
         return model, coeffs.astype(np.float32)
+
+
+def _rigid_projector(shape: np.ndarray, vertex_weights: np.ndarray | None) -> np.ndarray:
+    """(V*3, V*3) weighted projector onto the infinitesimal similarity motions of ``shape``.
+
+    ``x - P x`` removes from a displacement field x its best-fitting (weighted) translation, rotation and scale.
+    """
+    V = shape.shape[0]
+    w = np.ones(V) if vertex_weights is None else np.asarray(vertex_weights, np.float64)
+    c = shape - (w[:, None] * shape).sum(0) / w.sum()
+    T = np.zeros((V, 3, 7))
+    T[:, [0, 1, 2], [0, 1, 2]] = 1.0  # translations
+    for k, axis in enumerate(np.eye(3)):
+        T[:, :, 3 + k] = np.cross(axis, c)  # rotations
+    T[:, :, 6] = c  # scale
+    T = T.reshape(V * 3, 7)
+    Wd = np.repeat(w, 3)
+    return T @ np.linalg.solve(T.T @ (Wd[:, None] * T), (Wd[:, None] * T).T)
 
 
 def frontal_uv(neutral: np.ndarray, margin: float = 0.04) -> np.ndarray:

@@ -1,0 +1,313 @@
+"""``prepare``: a video in, a subject folder out. Each stage is its own module; this file only wires them.
+
+Two streaming passes over the video keep memory flat for long clips:
+
+    pass 1  decode -> landmarks (per frame)            -> sequence clean-up -> crop -> tracking fit
+    pass 2  decode -> crop -> matte -> render I_R, I_UV -> write images, feed the background estimator
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from selfie_avatar import __version__
+from selfie_avatar.config import PrepareConfig, config_to_dict
+from selfie_avatar.errors import AssetMissingError, NoFaceError, VideoError
+from selfie_avatar.face_model import BLENDSHAPE_NAMES, NUM_MESH_VERTICES, mediapipe_triangles, save_face_model
+from selfie_avatar.io.image import write_image
+from selfie_avatar.io.video import VideoInfo, iter_frames, probe_video
+from selfie_avatar.prepare.background import BackgroundEstimator
+from selfie_avatar.prepare.crop import CropBox, compute_crop, crop_frame
+from selfie_avatar.prepare.landmarks import MediaPipeLandmarker
+from selfie_avatar.prepare.matte import SelfieSegmenter, hull_matte
+from selfie_avatar.prepare.preview import PreviewCollector
+from selfie_avatar.prepare.sequence import DETECTED, INTERPOLATED, MISSING, STATUS_NAMES, build_sequence
+from selfie_avatar.prepare.subject import FORMAT_NAME, FORMAT_VERSION, FRAME_DIRS, split_frames, write_frame_images
+from selfie_avatar.prepare.tracking import TrackingResult, fit_tracking
+from selfie_avatar.render import MeshRenderer
+from selfie_avatar.render.rotation import matrix_to_euler
+from selfie_avatar.utils.atomic import atomic_dir, atomic_path, write_json_atomic
+from selfie_avatar.utils.device import resolve_device
+from selfie_avatar.utils.log import get_logger
+
+log = get_logger("prepare")
+
+
+@dataclass
+class StageTimer:
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def add(self, stage: str, t0: float) -> float:
+        t = time.perf_counter()
+        self.seconds[stage] += t - t0
+        return t
+
+
+@dataclass
+class PrepareResult:
+    """What ``prepare`` made: the folder and its headline figures."""
+
+    path: Path
+    num_frames: int
+    num_valid: int
+    num_train: int
+    num_heldout: int
+    landmark_error_px: float
+    landmark_error_rel: float
+    matte_source: str
+    seconds: dict[str, float]
+
+    @property
+    def total_seconds(self) -> float:
+        return self.seconds.get("total", float("nan"))
+
+    def summary(self) -> str:
+        fps = self.num_frames / self.total_seconds if self.total_seconds > 0 else float("nan")
+        return (
+            f"subject folder: {self.path}\n"
+            f"  frames: {self.num_frames} decoded, {self.num_valid} with a face "
+            f"({self.num_train} train, {self.num_heldout} held out)\n"
+            f"  landmark reprojection error: {self.landmark_error_px:.2f} px "
+            f"({100 * self.landmark_error_rel:.2f}% of face size)\n"
+            f"  matte: {self.matte_source}\n"
+            f"  time: {self.total_seconds:.1f} s ({fps:.1f} frames/s)"
+        )
+
+
+def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
+    """Run every prepare stage on ``cfg.video`` and write the subject folder ``cfg.out`` atomically.
+
+    Raises:
+        VideoError: the video is missing, not a video, or unreadable.
+        NoFaceError: no usable face in the video.
+        FileExistsError: ``cfg.out`` exists and ``cfg.overwrite`` is false.
+    """
+    if not cfg.out:
+        raise ValueError("prepare needs an output folder (--out)")
+    if cfg.size < 32 or cfg.size % 2:
+        raise ValueError(f"--size must be an even number >= 32, got {cfg.size}")
+    out = Path(cfg.out)
+    if out.exists() and not cfg.overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    t_start = time.perf_counter()
+    timer = StageTimer()
+    info = probe_video(cfg.video)
+    if info.num_frames is not None and info.num_frames < 2 and cfg.min_valid_frames >= 2:
+        raise VideoError(f"{cfg.video}: has {info.num_frames} frame; prepare needs a video of at least "
+                         f"{cfg.min_valid_frames} frames with a face")
+    device = resolve_device(cfg.device)
+
+    # ---- pass 1: landmarks -----------------------------------------------------------------------------------
+    detections = []
+    t = time.perf_counter()
+    with MediaPipeLandmarker(cfg.landmarker, min_confidence=cfg.min_confidence) as det:
+        frames = iter_frames(cfg.video, max_frames=cfg.max_frames)
+        bar = tqdm(total=_expected(info, cfg.max_frames), desc="landmarks", unit="frame", disable=not progress)
+        frame_size = None
+        while True:
+            frame = next(frames, None)
+            t = timer.add("decode", t)
+            if frame is None:
+                break
+            frame_size = frame.shape[:2]
+            detections.append(det.detect(frame, int(round(len(detections) * 1000 / info.fps))))
+            t = timer.add("landmarks", t)
+            bar.update()
+        bar.close()
+    if not detections:
+        raise VideoError(f"{cfg.video}: no frame could be decoded; the file may be corrupt")
+    seq = build_sequence(detections, frame_size, 478, len(BLENDSHAPE_NAMES), max_gap=cfg.max_gap,
+                         min_face_px=cfg.min_face_px, source=str(cfg.video))
+    n_valid = int(seq.valid.sum())
+    if n_valid < cfg.min_valid_frames:
+        raise NoFaceError(f"{cfg.video}: only {n_valid} of {len(seq)} frames have a usable face; at least "
+                          f"{cfg.min_valid_frames} are needed")
+    multi = int((seq.num_faces > 1).sum())
+    if multi:
+        log.warning("%d frames show several faces; the largest, most central one was tracked", multi)
+
+    # ---- crop and tracking -------------------------------------------------------------------------------
+    box = compute_crop(seq.points, seq.valid, cfg.size, cfg.crop_scale, cfg.crop_shift_y)
+    lm_crop = box.points_to_crop(seq.points)
+    faces = mediapipe_triangles()
+    t = time.perf_counter()
+    track = fit_tracking(lm_crop, seq.scores, seq.status, faces, init_rotation=seq.rotation, ridge=cfg.ridge,
+                         num_pca=cfg.expression_pca, smooth_sigma=cfg.smooth_sigma)
+    timer.add("tracking", t)
+    train, heldout = split_frames(seq.valid, cfg.held_out_fraction)
+
+    # ---- pass 2: crop, matte, render, write ------------------------------------------------------------
+    segmenter, matte_source = _open_segmenter(cfg.segmenter)
+    model = track.model.to(device)
+    renderer = MeshRenderer((cfg.size, cfg.size), model.faces, model.uv).to(device)
+    bg = BackgroundEstimator(cfg.size, cfg.size)
+    preview = PreviewCollector(len(seq), cfg.size, write_video=cfg.write_video)
+    n = len(seq)
+    with atomic_dir(out, overwrite=cfg.overwrite) as tmp, ThreadPoolExecutor(2) as pool:
+        for d in FRAME_DIRS:
+            (tmp / d).mkdir()
+        preview.open(tmp / "tracking.mp4", info.fps)
+        pending = []
+        frames = iter_frames(cfg.video, max_frames=len(seq))
+        bar = tqdm(total=n, desc="crop/matte/render", unit="frame", disable=not progress)
+        for start in range(0, n, cfg.batch_size):
+            idx = np.arange(start, min(start + cfg.batch_size, n))
+            t = time.perf_counter()
+            batch = []
+            for _ in idx:
+                frame = next(frames, None)
+                if frame is None:  # the second decode saw fewer frames than the first: treat the rest as lost
+                    break
+                batch.append(frame)
+            t = timer.add("decode", t)
+            if len(batch) < len(idx):
+                raise VideoError(f"{cfg.video}: the video changed or became unreadable while being prepared")
+            crops = np.stack([crop_frame(f, box) for f in batch])
+            t = timer.add("crop", t)
+            if segmenter is not None:
+                mattes = segmenter(crops)
+            else:
+                mattes = np.stack([hull_matte(lm_crop[i, :, :2], cfg.size, cfg.size) if seq.valid[i]
+                                   else np.zeros((cfg.size, cfg.size), np.float32) for i in idx])
+            t = timer.add("matte", t)
+            renders, uvs = _render_batch(renderer, model, track, idx, device)
+            t = timer.add("render", t)
+            for k, i in enumerate(idx):
+                pending.append(pool.submit(write_frame_images, tmp, int(i), crops[k], renders[k], uvs[k], mattes[k]))
+                bg.add(crops[k], mattes[k], uvs[k][..., 2] > 0.5)
+                preview.add(int(i), crops[k], renders[k], uvs[k], mattes[k], track.landmarks[i],
+                            seq.status[i] != MISSING)
+            for p in pending:
+                p.result()
+            pending.clear()
+            t = timer.add("write", t)
+            bar.update(len(idx))
+        bar.close()
+        t = time.perf_counter()
+        background, seen = bg.result()
+        write_image(tmp / "background.png", background)
+        t = timer.add("background", t)
+        preview.finish(tmp / "preview.png")
+        timer.add("write", t)
+        _write_tracking(tmp / "tracking.npz", track, seq, box, info)
+        save_face_model(track.model, tmp / "face_model.npz")
+        timer.seconds["total"] = time.perf_counter() - t_start
+        meta = _meta(cfg, info, seq, box, track, train, heldout, matte_source, float(1 - seen.mean()),
+                     dict(timer.seconds), multi)
+        write_json_atomic(tmp / "meta.json", meta)
+    if segmenter is not None:
+        segmenter.close()
+    result = PrepareResult(out, n, n_valid, len(train), len(heldout), track.landmark_error_px,
+                           track.landmark_error_rel, matte_source, dict(timer.seconds))
+    log.info("prepared %s: %d frames, landmark error %.2f px", out, n, track.landmark_error_px)
+    return result
+
+
+def _expected(info: VideoInfo, max_frames: int | None) -> int | None:
+    if info.num_frames is None:
+        return max_frames
+    return min(info.num_frames, max_frames) if max_frames else info.num_frames
+
+
+def _open_segmenter(path: str | None):
+    try:
+        return SelfieSegmenter(path), "mediapipe_selfie_segmentation"
+    except AssetMissingError as exc:
+        log.warning("%s -- falling back to a matte from the face-landmark hull", exc)
+        return None, "landmark_hull (fallback: segmentation model missing)"
+
+
+@torch.no_grad()
+def _render_batch(renderer: MeshRenderer, model, track: TrackingResult, idx: np.ndarray, device: torch.device):
+    expr = torch.from_numpy(track.expression[idx]).to(device)
+    rot = torch.from_numpy(track.rotation[idx]).to(device)
+    scale = torch.from_numpy(track.scale[idx]).to(device)
+    trans = torch.from_numpy(track.translation[idx]).to(device)
+    verts = model(expr)  # (B, V, 3) model space
+    screen = scale[:, None, None] * torch.einsum("bij,bvj->bvi", rot, verts) + trans[:, None]
+    out = renderer(screen)
+    valid = torch.from_numpy(track.status[idx] != MISSING).to(device)[:, None, None, None]
+    render = (out["render"] * valid).permute(0, 2, 3, 1).mul(255).round().clamp(0, 255).byte().cpu().numpy()
+    uv = (out["uv"] * valid).permute(0, 2, 3, 1).cpu().numpy()
+    return render, uv
+
+
+def _write_tracking(path: Path, track: TrackingResult, seq, box: CropBox, info: VideoInfo) -> None:
+    euler = matrix_to_euler(torch.from_numpy(track.rotation)).numpy()
+    arrays = dict(
+        status=track.status, rotation=track.rotation, scale=track.scale, translation=track.translation,
+        euler_deg=np.degrees(euler).astype(np.float32), expression=track.expression,
+        expression_names=np.array(track.model.expression_names), landmarks=track.landmarks,
+        landmarks_frame=box.points_to_frame(track.landmarks), error_px=track.error_px,
+        error_rel=track.error_rel.astype(np.float32), face_size=track.face_size, confidence=track.confidence,
+        num_faces=seq.num_faces, detector_scores=seq.scores,
+        crop=np.array([box.x0, box.y0, box.side, box.size], np.float32), fps=np.float32(info.fps),
+    )
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+
+
+def _file_digest(path: str, limit: int = 1 << 26) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read(limit))
+    return h.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    import av
+    import mediapipe
+
+    return {"selfie_avatar": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "mediapipe": mediapipe.__version__, "av": av.__version__}
+
+
+def _meta(cfg, info, seq, box, track, train, heldout, matte_source, bg_hole_fraction, seconds, multi) -> dict:
+    counts = {STATUS_NAMES[s]: int((seq.status == s).sum()) for s in (DETECTED, INTERPOLATED, MISSING)}
+    total = seconds.get("total", float("nan"))
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": {
+            "path": str(Path(cfg.video).resolve()), "sha256_first_64MiB": _file_digest(cfg.video),
+            "fps": info.fps, "width": info.width, "height": info.height, "rotation": info.rotation,
+            "sample_aspect_ratio": info.sample_aspect_ratio, "num_frames_in_file": info.num_frames,
+            "has_audio": info.has_audio,
+        },
+        "fps": info.fps,
+        "size": cfg.size,
+        "num_frames": len(seq),
+        "frame_status": counts,
+        "frames_with_several_faces": multi,
+        "crop": box.to_dict(),
+        "split": {"train": train, "heldout": heldout, "held_out_fraction": cfg.held_out_fraction},
+        "camera": {"model": "scaled_orthographic", "image_size": [cfg.size, cfg.size],
+                   "convention": "x right, y down, z away; screen = scale * R @ vertex + translation (crop pixels)"},
+        "face_model": {"kind": track.model.name, "num_vertices": int(track.model.num_vertices),
+                       "num_triangles": int(track.model.faces.shape[0]),
+                       "num_expression": int(track.model.num_expression),
+                       "expression_names": track.model.expression_names,
+                       "topology": f"mediapipe face mesh ({NUM_MESH_VERTICES} vertices)"},
+        "landmark_error_px": track.landmark_error_px,
+        "landmark_error_rel": track.landmark_error_rel,
+        "landmark_error_note": "mean 2D distance between fitted mesh vertices and detected landmarks over detected "
+                               "frames; rel = divided by the face's landmark extent",
+        "matte_source": matte_source,
+        "background_unseen_fraction": bg_hole_fraction,
+        "timings_s": seconds,
+        "frames_per_second": len(seq) / total if total > 0 else None,
+        "versions": _versions(),
+        "config": config_to_dict(cfg),
+    }
