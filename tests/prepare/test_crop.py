@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from selfie_avatar.prepare.crop import CropBox, compute_crop, crop_frame, paste_back
+
+
+def test_points_round_trip_and_affine_agree():
+    box = CropBox(x0=100.5, y0=-20.0, side=300.0, size=256)
+    pts = np.array([[100.5, -20, 3], [400.5, 280, -6], [250, 130, 0]], np.float32)
+    c = box.points_to_crop(pts)
+    assert np.allclose(c[0, :2], 0) and np.allclose(c[1, :2], 256)
+    assert c[0, 2] == pytest.approx(3 * 256 / 300)
+    hom = np.c_[pts[:, :2], np.ones(3)] @ box.affine().T
+    assert np.allclose(hom, c[:, :2], atol=1e-4)
+    assert np.allclose(box.points_to_frame(c), pts, atol=1e-4)
+
+
+def test_crop_holds_the_face_through_motion():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 100, (478, 3))
+    shifts = np.c_[np.linspace(0, 60, 50), np.zeros(50), np.zeros(50)]
+    pts = base[None] + shifts[:, None] + [200, 150, 0]
+    box = compute_crop(pts, np.ones(50, bool), 256, crop_scale=1.5, shift_y=0.0)
+    c = box.points_to_crop(pts)
+    assert c[..., :2].min() >= 0 and c[..., :2].max() <= 256
+    assert box.side >= 150
+
+
+def test_crop_frame_pads_outside_and_matches_a_plain_slice():
+    frame = (np.arange(200 * 300 * 3) % 251).astype(np.uint8).reshape(200, 300, 3)
+    box = CropBox(50, 40, 100, 100)  # scale 1: an exact slice
+    assert np.array_equal(crop_frame(frame, box), frame[40:140, 50:150])
+    out = crop_frame(frame, CropBox(-50, -50, 200, 64))  # reaches outside: replicated border, no error
+    assert out.shape == (64, 64, 3)
+    shrunk = crop_frame(frame, CropBox(0, 0, 200, 50))  # area pre-shrink path
+    assert shrunk.shape == (50, 50, 3)
+
+
+def test_paste_back_restores_the_inside_and_keeps_the_outside():
+    frame = np.full((120, 160, 3), 10, np.uint8)
+    box = CropBox(40, 20, 80, 80)
+    crop = np.full((80, 80, 3), 200, np.uint8)
+    out = paste_back(frame, crop, box, feather=0.05)
+    assert out[60, 80].tolist() == [200, 200, 200]  # centre of the crop
+    assert out[5, 5].tolist() == [10, 10, 10]  # outside
+    assert 10 < out[60, 41, 0] < 200  # blended border

@@ -1,0 +1,45 @@
+import json
+
+import pytest
+
+from selfie_avatar.cli import build_parser, main
+from selfie_avatar.config import PrepareConfig, config_from_args, config_from_dict, load_config, save_config
+
+
+def test_every_command_has_help(capsys):
+    for cmd in ("prepare", "demo", "sample", "weights"):
+        with pytest.raises(SystemExit) as e:
+            main([cmd, "--help"])
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        assert "usage: selfie-avatar " + cmd in out
+
+
+def test_prepare_flags_map_onto_the_config():
+    args = build_parser().parse_args(["prepare", "in.mp4", "--out", "s", "--size", "128", "--max-frames", "9",
+                                      "--device", "cpu", "--no-write-video"])
+    cfg = config_from_args(PrepareConfig, args)
+    assert (cfg.video, cfg.out, cfg.size, cfg.max_frames, cfg.device, cfg.write_video) == \
+        ("in.mp4", "s", 128, 9, "cpu", False)
+
+
+def test_config_round_trip_and_typos_refused(tmp_path):
+    cfg = PrepareConfig(video="a.mp4", out="b", size=128)
+    save_config(cfg, tmp_path / "c.json")
+    assert json.loads((tmp_path / "c.json").read_text())["type"] == "PrepareConfig"
+    assert load_config(PrepareConfig, tmp_path / "c.json") == cfg
+    with pytest.raises(ValueError, match="sizee"):
+        config_from_dict(PrepareConfig, {"sizee": 3})
+
+
+def test_missing_video_is_a_clean_error(tmp_path, capsys):
+    code = main(["prepare", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 2 and "nope.mp4" in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_weights_lists_every_asset(capsys):
+    assert main(["weights"]) == 0
+    out = capsys.readouterr().out
+    assert "face_landmarker.task" in out and "selfie_segmentation.tflite" in out
