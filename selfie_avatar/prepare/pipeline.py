@@ -23,14 +23,14 @@ from tqdm.auto import tqdm
 
 from selfie_avatar import __version__
 from selfie_avatar.config import PrepareConfig, config_to_dict
-from selfie_avatar.errors import AssetMissingError, NoFaceError, VideoError
+from selfie_avatar.errors import NoFaceError, VideoError
 from selfie_avatar.face_model import BLENDSHAPE_NAMES, NUM_MESH_VERTICES, mediapipe_triangles, save_face_model
 from selfie_avatar.io.image import write_image
 from selfie_avatar.io.video import VideoInfo, iter_frames, probe_video
 from selfie_avatar.prepare.background import BackgroundEstimator
 from selfie_avatar.prepare.crop import CropBox, compute_crop, crop_frame
 from selfie_avatar.prepare.landmarks import MediaPipeLandmarker
-from selfie_avatar.prepare.matte import SelfieSegmenter, hull_matte
+from selfie_avatar.prepare.matte import HULL_SOURCE, SEGMENTER_SOURCE, create_matter, hull_matte
 from selfie_avatar.prepare.preview import PreviewCollector
 from selfie_avatar.prepare.sequence import DETECTED, INTERPOLATED, MISSING, STATUS_NAMES, build_sequence
 from selfie_avatar.prepare.subject import FORMAT_NAME, FORMAT_VERSION, FRAME_DIRS, split_frames, write_frame_images
@@ -148,7 +148,8 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
     train, heldout = split_frames(seq.valid, cfg.held_out_fraction)
 
     # ---- pass 2: crop, matte, render, write ------------------------------------------------------------
-    segmenter, matte_source = _open_segmenter(cfg.segmenter)
+    segmenter = create_matter(cfg.segmenter)  # None (with a logged warning) when the model file is missing
+    matte_source = SEGMENTER_SOURCE if segmenter is not None else f"{HULL_SOURCE} (fallback: segmentation model missing)"
     model = track.model.to(device)
     renderer = MeshRenderer((cfg.size, cfg.size), model.faces, model.uv).to(device)
     bg = BackgroundEstimator(cfg.size, cfg.size)
@@ -178,8 +179,7 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
             if segmenter is not None:
                 mattes = segmenter(crops)
             else:
-                mattes = np.stack([hull_matte(lm_crop[i, :, :2], cfg.size, cfg.size) if seq.valid[i]
-                                   else np.zeros((cfg.size, cfg.size), np.float32) for i in idx])
+                mattes = hull_matte(lm_crop[idx, :, :2], cfg.size, cfg.size)  # zero where no face
             t = timer.add("matte", t)
             renders, uvs = _render_batch(renderer, model, track, idx, device)
             t = timer.add("render", t)
@@ -218,14 +218,6 @@ def _expected(info: VideoInfo, max_frames: int | None) -> int | None:
     if info.num_frames is None:
         return max_frames
     return min(info.num_frames, max_frames) if max_frames else info.num_frames
-
-
-def _open_segmenter(path: str | None):
-    try:
-        return SelfieSegmenter(path), "mediapipe_selfie_segmentation"
-    except AssetMissingError as exc:
-        log.warning("%s -- falling back to a matte from the face-landmark hull", exc)
-        return None, "landmark_hull (fallback: segmentation model missing)"
 
 
 @torch.no_grad()

@@ -121,7 +121,7 @@ class Subject:
         return read_png16(self.root / "uv" / frame_name(i))
 
     def matte(self, i: int) -> np.ndarray:
-        return read_image(self.root / "matte" / frame_name(i), grey=True).astype(np.float32) / 255.0
+        return read_image(self.root / "matte" / frame_name(i))[..., 0].astype(np.float32) / 255.0
 
     @cached_property
     def background(self) -> np.ndarray:
