@@ -8,6 +8,7 @@ Two streaming passes over the video keep memory flat for long clips:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import platform
 import time
@@ -26,6 +27,7 @@ from selfie_avatar.config import PrepareConfig, config_to_dict
 from selfie_avatar.errors import NoFaceError, VideoError
 from selfie_avatar.face_model import BLENDSHAPE_NAMES, NUM_MESH_VERTICES, mediapipe_triangles, save_face_model
 from selfie_avatar.io.image import write_image
+from selfie_avatar.io.prefetch import prefetch
 from selfie_avatar.io.video import VideoInfo, iter_frames, probe_video
 from selfie_avatar.prepare.background import BackgroundEstimator
 from selfie_avatar.prepare.crop import CropBox, compute_crop, crop_frame
@@ -112,7 +114,7 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
     detections = []
     t = time.perf_counter()
     with MediaPipeLandmarker(cfg.landmarker, min_confidence=cfg.min_confidence) as det:
-        frames = iter_frames(cfg.video, max_frames=cfg.max_frames)
+        frames = prefetch(iter_frames(cfg.video, max_frames=cfg.max_frames))
         bar = tqdm(total=_expected(info, cfg.max_frames), desc="landmarks", unit="frame", disable=not progress)
         frame_size = None
         while True:
@@ -148,31 +150,34 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
     train, heldout = split_frames(seq.valid, cfg.held_out_fraction)
 
     # ---- pass 2: crop, matte, render, write ------------------------------------------------------------
-    segmenter = create_matter(cfg.segmenter)  # None (with a logged warning) when the model file is missing
+    # One interpreter thread: the other core is busy encoding the previous batch's images.
+    segmenter = create_matter(cfg.segmenter, num_threads=1)  # None (with a logged warning) when the model file is missing
     matte_source = SEGMENTER_SOURCE if segmenter is not None else f"{HULL_SOURCE} (fallback: segmentation model missing)"
     model = track.model.to(device)
     renderer = MeshRenderer((cfg.size, cfg.size), model.faces, model.uv).to(device)
     bg = BackgroundEstimator(cfg.size, cfg.size)
     preview = PreviewCollector(len(seq), cfg.size, write_video=cfg.write_video)
     n = len(seq)
-    with atomic_dir(out, overwrite=cfg.overwrite) as tmp, ThreadPoolExecutor(2) as pool:
+    # Image encoding runs in worker threads (OpenCV and PyAV release the GIL) overlapped with the next batch's
+    # decode/matte/render; the tracking video has its own single worker so its frames stay in order.
+    with contextlib.ExitStack() as stack:
+        if segmenter is not None:
+            stack.callback(segmenter.close)
+        tmp = stack.enter_context(atomic_dir(out, overwrite=cfg.overwrite))
+        pool = stack.enter_context(ThreadPoolExecutor(2))
+        video_pool = stack.enter_context(ThreadPoolExecutor(1))
         for d in FRAME_DIRS:
             (tmp / d).mkdir()
         preview.open(tmp / "tracking.mp4", info.fps)
-        pending = []
-        frames = iter_frames(cfg.video, max_frames=len(seq))
+        in_flight: list = []
+        frames = stack.enter_context(contextlib.closing(prefetch(iter_frames(cfg.video, max_frames=len(seq)))))
         bar = tqdm(total=n, desc="crop/matte/render", unit="frame", disable=not progress)
         for start in range(0, n, cfg.batch_size):
             idx = np.arange(start, min(start + cfg.batch_size, n))
             t = time.perf_counter()
-            batch = []
-            for _ in idx:
-                frame = next(frames, None)
-                if frame is None:  # the second decode saw fewer frames than the first: treat the rest as lost
-                    break
-                batch.append(frame)
+            batch = [f for _, f in zip(idx, frames)]
             t = timer.add("decode", t)
-            if len(batch) < len(idx):
+            if len(batch) < len(idx):  # the second decode saw fewer frames than the first
                 raise VideoError(f"{cfg.video}: the video changed or became unreadable while being prepared")
             crops = np.stack([crop_frame(f, box) for f in batch])
             t = timer.add("crop", t)
@@ -183,16 +188,22 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
             t = timer.add("matte", t)
             renders, uvs = _render_batch(renderer, model, track, idx, device)
             t = timer.add("render", t)
-            for k, i in enumerate(idx):
-                pending.append(pool.submit(write_frame_images, tmp, int(i), crops[k], renders[k], uvs[k], mattes[k]))
-                bg.add(crops[k], mattes[k], uvs[k][..., 2] > 0.5)
-                preview.add(int(i), crops[k], renders[k], uvs[k], mattes[k], track.landmarks[i],
-                            seq.status[i] != MISSING)
-            for p in pending:
+            for p in in_flight:  # at most one batch waits in the queue: bounded memory
                 p.result()
-            pending.clear()
             t = timer.add("write", t)
+            in_flight = []
+            for k, i in enumerate(idx):
+                in_flight.append(pool.submit(write_frame_images, tmp, int(i), crops[k], renders[k], uvs[k],
+                                             mattes[k]))
+                bg.add(crops[k], mattes[k], uvs[k][..., 2] > 0.5)
+                in_flight.append(video_pool.submit(preview.add, int(i), crops[k], renders[k], uvs[k], mattes[k],
+                                                   track.landmarks[i], bool(seq.status[i] != MISSING)))
+            t = timer.add("background", t)
             bar.update(len(idx))
+        t = time.perf_counter()
+        for p in in_flight:
+            p.result()
+        timer.add("write", t)
         bar.close()
         t = time.perf_counter()
         background, seen = bg.result()
@@ -206,8 +217,6 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
         meta = _meta(cfg, info, seq, box, track, train, heldout, matte_source, float(1 - seen.mean()),
                      dict(timer.seconds), multi)
         write_json_atomic(tmp / "meta.json", meta)
-    if segmenter is not None:
-        segmenter.close()
     result = PrepareResult(out, n, n_valid, len(train), len(heldout), track.landmark_error_px,
                            track.landmark_error_rel, matte_source, dict(timer.seconds))
     log.info("prepared %s: %d frames, landmark error %.2f px", out, n, track.landmark_error_px)

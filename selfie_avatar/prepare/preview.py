@@ -30,13 +30,16 @@ def draw_points(img: np.ndarray, points: np.ndarray, colour=(0, 255, 0)) -> np.n
 
 
 def panels(crop, render, uv, matte, landmarks, valid: bool) -> list[np.ndarray]:
-    """The four (S, S, 3) uint8 panels of one frame."""
+    """The four (S, S, 3) uint8 panels of one frame (uint8 arithmetic: this runs for every frame)."""
     lm = draw_points(crop, landmarks) if valid else crop
-    mask = uv[..., 2:3]
-    over = (crop * (1 - 0.7 * mask) + render * 0.7 * mask).astype(np.uint8)
-    uv_img = (np.concatenate([uv[..., :2], np.zeros_like(mask)], -1) * mask * 255).astype(np.uint8)
+    covered = uv[..., 2] > 0.5
+    over = crop.copy()
+    over[covered] = cv2.addWeighted(crop, 0.3, render, 0.7, 0)[covered]
+    uv_img = np.zeros_like(crop)
+    uv_img[..., :2] = (uv[..., :2] * 255).astype(np.uint8)
+    uv_img[~covered] = 0
     m = (np.clip(matte, 0, 1) * 255).astype(np.uint8)
-    return [lm, over, uv_img, np.repeat(m[..., None], 3, -1)]
+    return [lm, over, uv_img, cv2.cvtColor(m, cv2.COLOR_GRAY2RGB)]
 
 
 class PreviewCollector:
@@ -46,6 +49,8 @@ class PreviewCollector:
         num_frames: frames in the clip (the sheet shows ``columns`` of them, evenly spaced).
         size: panel side.
         write_video: also write ``tracking.mp4``.
+        video_scale: panel scale in the video; above 128 px panels are halved, which makes the video four times
+            cheaper to encode (it runs for every frame) and still shows what the tracking did.
     """
 
     def __init__(self, num_frames: int, size: int, columns: int = 6, write_video: bool = True) -> None:
@@ -53,11 +58,12 @@ class PreviewCollector:
         self.picks = set(np.linspace(0, num_frames - 1, min(columns, num_frames)).round().astype(int).tolist())
         self.columns: dict[int, list[np.ndarray]] = {}
         self.write_video = write_video
+        self.video_scale = 0.5 if size > 128 else 1.0
         self._writer = None
 
     def open(self, video_path: Path, fps: float) -> None:
         if self.write_video:
-            self._writer = VideoWriter(video_path, fps).__enter__()
+            self._writer = VideoWriter(video_path, fps, crf=23, preset="ultrafast").__enter__()
 
     def add(self, index, crop, render, uv, matte, landmarks, valid) -> None:
         if index not in self.picks and self._writer is None:
@@ -66,7 +72,10 @@ class PreviewCollector:
         if index in self.picks:
             self.columns[index] = p
         if self._writer is not None:
-            self._writer.write(np.concatenate(p, 1))
+            strip = np.concatenate(p, 1)
+            if self.video_scale != 1:
+                strip = cv2.resize(strip, None, fx=self.video_scale, fy=self.video_scale, interpolation=cv2.INTER_AREA)
+            self._writer.write(strip)
 
     def finish(self, sheet_path: Path) -> None:
         if self._writer is not None:

@@ -56,7 +56,7 @@ def build_rig(photo: np.ndarray, landmarks: np.ndarray) -> SampleRig:
     face = landmarks[:FACE_VERTS].astype(np.float64)
     centre = face.mean(0)
     size = float((face[:, :2].max(0) - face[:, :2].min(0)).max())
-    hull = face[cv2.convexHull(face[:, :2].astype(np.float32)).ravel(), :2]
+    hull = face[cv2.convexHull(face[:, :2].astype(np.float32), returnPoints=False).ravel(), :2]
     rings, weights = [], []
     for scale, weight in ((1.3, 0.8), (1.8, 0.35)):
         ring = centre[:2] + (hull - centre[:2]) * scale
