@@ -86,7 +86,10 @@ def test_large_and_portrait_videos(tmp_path, sample_frames, shape):
     h, w = shape
     frames = np.full((6, h, w, 3), 90, np.uint8)
     side = min(h, w) // 2
-    face = np.stack([cv2.resize(f, (side, side)) for f in sample_frames[:6]])
+    # the head region of the 256 px sample (face about 50 px wide) blown up: a face about a fifth of the frame
+    # height, as in a real 1080p or phone selfie
+    head = sample_frames[:6, 0:128, 46:174]
+    face = np.stack([cv2.resize(f, (side, side)) for f in head])
     y0, x0 = (h - side) // 3, (w - side) // 2
     frames[:, y0:y0 + side, x0:x0 + side] = face
     path = tmp_path / "big.mp4"
@@ -97,6 +100,20 @@ def test_large_and_portrait_videos(tmp_path, sample_frames, shape):
     c = meta["crop"]
     # the crop is centred on the face, not the frame
     assert abs(c["x0"] + c["side"] / 2 - (x0 + side / 2)) < 0.2 * side
+
+
+def test_small_face_in_a_wide_frame_is_found_by_the_region_search(tmp_path, sample_frames):
+    """MediaPipe's short-range detector sees a 1920x1080 frame at 128 px; the region search still finds the face."""
+    frames = np.full((4, 1080, 1920, 3), 90, np.uint8)
+    head = sample_frames[:4, 0:128, 46:174]
+    frames[:, 340:740, 760:1160] = np.stack([cv2.resize(f, (400, 400)) for f in head])  # face ~160 px wide
+    path = tmp_path / "wide.mp4"
+    make_clip(path, frames)
+    from selfie_avatar.prepare.landmarks import MediaPipeLandmarker
+
+    with MediaPipeLandmarker(search_rois=False) as plain:
+        assert not any(plain.detect(f, 40 * i).found for i, f in enumerate(frames))  # too small for the detector
+    assert _run(path, tmp_path / "out").num_valid == 4
 
 
 def test_truncated_video_keeps_what_decodes(tmp_path, sample_frames):
@@ -134,7 +151,7 @@ def test_interrupted_run_leaves_nothing(tmp_path, sample_clip, monkeypatch):
 
 
 def test_missing_segmenter_falls_back_and_says_so(tmp_path, sample_clip, monkeypatch):
-    monkeypatch.setattr(pipeline, "create_matter", lambda path: None)
+    monkeypatch.setattr(pipeline, "create_matter", lambda path, **kw: None)
     _run(sample_clip, tmp_path / "out", max_frames=6)
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["matte_source"].startswith("landmark_hull")

@@ -51,3 +51,16 @@ def test_largest_central_face_is_chosen():
 def test_runs_of():
     assert runs_of(np.array([1, 1, 0, 1, 0, 0, 1], bool)) == [(0, 2), (3, 4), (6, 7)]
     assert runs_of(np.zeros(3, bool)) == []
+
+
+def test_search_regions_cover_the_frame_centre_first():
+    from selfie_avatar.prepare.landmarks import search_regions
+
+    rois = search_regions(1080, 1920)
+    assert rois[0] == (420, 0, 1080)  # central square first
+    assert {r[0] for r in rois} >= {0, 840}  # both ends covered
+    assert all(x0 >= 0 and y0 >= 0 and x0 + s <= 1920 and y0 + s <= 1080 for x0, y0, s in rois)
+    last = np.array([100.0, 200.0, 160.0, 260.0])
+    x0, y0, side = search_regions(1080, 1920, last)[0]
+    assert side == 180 and x0 <= 100 and x0 + side >= 160 and y0 <= 200 and y0 + side >= 260
+    assert search_regions(720, 1280 // 2 * 2)[0][1] == 0 and search_regions(1280, 720)[0] == (0, 280, 720)
