@@ -43,3 +43,12 @@ def test_weights_lists_every_asset(capsys):
     assert main(["weights"]) == 0
     out = capsys.readouterr().out
     assert "face_landmarker.task" in out and "selfie_segmentation.tflite" in out
+
+
+def test_demo_runs_end_to_end_on_the_builtin_sample(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--seconds", "1.2", "--size", "64", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "landmark reprojection error" in printed and str(out) in printed
+    assert (out / "sample.mp4").is_file() and (out / "subject" / "preview.png").is_file()
+    assert json.loads((out / "demo_config.json").read_text())["size"] == 64
