@@ -7,7 +7,8 @@ import sys
 from typing import Callable
 
 from selfie_avatar import __version__
-from selfie_avatar.config import DemoConfig, PrepareConfig, SampleConfig, add_config_arguments, config_from_args
+from selfie_avatar.config import (DemoConfig, PrepareConfig, SampleConfig, TrainConfig, add_config_arguments,
+                                  config_from_args)
 from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.utils.log import get_logger, setup_logging
 
@@ -19,6 +20,14 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(PrepareConfig, args)
     result = prepare(cfg)
+    print(result.summary())
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from selfie_avatar.training.run import train
+
+    result = train(config_from_args(TrainConfig, args))
     print(result.summary())
     return 0
 
@@ -65,6 +74,8 @@ def _cmd_weights(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, tuple[str, type | None, Callable[[argparse.Namespace], int]]] = {
     "prepare": ("track a selfie video into a subject folder", PrepareConfig, _cmd_prepare),
+    "train": ("train an avatar on a subject folder (presets tiny, cpu, full; per-loss switches)", TrainConfig,
+              _cmd_train),
     "demo": ("run the main job end to end on the built-in sample (or --video)", DemoConfig, _cmd_demo),
     "sample": ("write the built-in sample clip (an animated public-domain portrait)", SampleConfig, _cmd_sample),
     "weights": ("list model files: found where, or missing and what that affects", None, _cmd_weights),

@@ -72,6 +72,45 @@ class DemoConfig:
     seed: int = _f(0, "random seed")
 
 
+@dataclass
+class TrainConfig:
+    """Settings of ``selfie-avatar train``: a subject folder in, a run folder (checkpoints, logs, images) out.
+
+    Fields left as None take the preset's value (``training/presets.py``).
+    """
+
+    subject: str = _f("", "subject folder written by `selfie-avatar prepare`", positional=True)
+    out: str = _f("", "run folder (config, checkpoints, logs, image panels)", required=True)
+    preset: str = _f("cpu", "tiny (tests), cpu (about 10 minutes on 2 cores) or full (one GPU, 512 px)",
+                     choices=("tiny", "cpu", "full"))
+    loss: list[str] = field(default_factory=list, metadata={
+        "help": "loss switch/weight as NAME=WEIGHT, e.g. --loss id_mrf=0 --loss cosine=0.5 "
+                "(names: adversarial, reconstruction, id_mrf, cosine)"})
+    max_steps: int | None = _f(None, "stop after this many training steps")
+    max_minutes: float | None = _f(None, "stop after this many minutes of training (cpu preset: 10)")
+    batch_size: int | None = _f(None, "images per step")
+    lr_g: float | None = _f(None, "generator learning rate (Adam, betas 0 and 0.99)")
+    lr_d: float | None = _f(None, "discriminator learning rate")
+    freeze_after: int | None = _f(None, "freeze the face and background generators after this many steps and cache their outputs")
+    time_code: bool = _f(True, "per-frame style code so the network can explain frame-specific appearance")
+    bg_shift: bool = _f(True, "sliding-window translation augmentation of the background generator")
+    grad_clip: float = _f(10.0, "clip gradient norms of both networks to this value (0: off)")
+    r1_gamma: float = _f(10.0, "R1 penalty weight on the discriminator")
+    seed: int = _f(0, "random seed (data order, latent codes, initialisation)")
+    device: str = _f("auto", "accelerator: auto, cpu or cuda")
+    devices: int = _f(1, "devices per node; more than 1 uses Lightning's DDP strategy")
+    num_nodes: int = _f(1, "nodes for multi-node DDP (Lightning)")
+    strategy: str = _f("auto", "Lightning strategy (auto, ddp, ddp_spawn, ...)")
+    resume: bool = _f(False, "continue from OUT/checkpoints/last.ckpt (same step, same optimiser state)")
+    overwrite: bool = _f(False, "start afresh in an existing run folder")
+    wandb_project: str = _f("selfie-avatar", "Weights & Biases project (WANDB_MODE=offline/disabled honoured)")
+    wandb_group: str | None = _f(None, "Weights & Biases run group (e.g. one ablation grid)")
+    run_name: str | None = _f(None, "run name in the loggers (default: the run folder's name)")
+    vgg_weights: str | None = _f(None, "ImageNet VGG19 weights file (torchvision format) for the feature losses")
+    num_workers: int = _f(0, "data loader worker processes")
+    progress: bool = _f(True, "show a progress bar")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # dataclass <-> argparse / JSON
 
@@ -97,6 +136,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
             parser.add_argument(f.name, type=tp, help=help_text)
             continue
         flag = "--" + f.name.replace("_", "-")
+        if typing.get_origin(tp) is list:
+            (item,) = typing.get_args(tp)
+            parser.add_argument(flag, dest=f.name, type=item, action="append", default=None,
+                                help=f"{help_text} (repeatable)")
+            continue
         if tp is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default,
                                 help=help_text)
@@ -114,7 +158,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
 
 def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
     names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in vars(args).items() if k in names})
+    # A repeatable flag never given arrives as None; the field's own default (e.g. an empty list) applies then.
+    return cls(**{k: v for k, v in vars(args).items() if k in names and v is not None})
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -1,1 +1,1 @@
-"""training stage."""
+"""Training: the Lightning module, the data module, presets and the ``train`` entry point."""

@@ -1,0 +1,213 @@
+"""``AvatarModule``: adversarial training of one person's avatar (manual optimisation).
+
+Per step (batch of training frames):
+
+    out   = G(I_R, I_UV, frame_index, bg_offset)         face texture warped through I_UV, background window,
+                                                          StyleUNet fusion -> image, mask
+    D     : logistic loss on (real, I_R) vs (fake.detach(), I_R); lazy R1 every r1_interval steps
+    G     : weighted sum of the enabled losses (adversarial, reconstruction, id_mrf, cosine); a NaN or inf in any
+            term stops the run with the term's name and step before anything is updated
+    EMA   : exponential moving average of the image generator, used for validation and inference
+
+After ``freeze_after`` steps the face and background generators are frozen and their outputs cached in buffers, as
+StyleAvatar does; the cache travels in the checkpoint, so inference needs only the image generator.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from lightning import LightningModule
+
+from selfie_avatar.errors import SelfieAvatarError
+from selfie_avatar.losses import GeneratorLoss, d_logistic_loss, r1_penalty
+from selfie_avatar.models import AvatarGenerator, Discriminator, ModelConfig
+
+
+class NonFiniteLossError(SelfieAvatarError):
+    """A loss became NaN or inf; the message names the loss and the step."""
+
+
+class AvatarModule(LightningModule):
+    """Generator, discriminator, losses and the training step.
+
+    Args:
+        model: network settings (plain dict of :class:`ModelConfig` fields, so checkpoints hold no custom objects).
+        loss_weights: {loss name: weight}; weight 0 switches a loss off.
+        lr_g, lr_d: Adam learning rates (betas 0 and 0.99).
+        freeze_after: steps before G_fa and G_b are frozen and cached.
+        ema_decay: decay of the image generator's moving average.
+        grad_clip: gradient-norm clip (0: off).
+        r1_gamma, r1_interval: lazy R1 regularisation of the discriminator.
+        bg_shift: random background window offsets (translation augmentation).
+        image_every: steps between image panels (0: never).
+        vgg_weights: ImageNet VGG19 file for the feature losses (None: resolved, with stated fallbacks).
+        seed: seeds the latent codes and the augmentation.
+    """
+
+    def __init__(self, model: dict[str, Any], loss_weights: dict[str, float], lr_g: float = 2e-3,
+                 lr_d: float = 2e-3, freeze_after: int = 1000, ema_decay: float = 0.995, grad_clip: float = 10.0,
+                 r1_gamma: float = 10.0, r1_interval: int = 16, bg_shift: bool = True, image_every: int = 0,
+                 vgg_weights: str | None = None, seed: int = 0) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.model_cfg = ModelConfig(**model)
+        torch.manual_seed(seed)
+        self.generator = AvatarGenerator(self.model_cfg)
+        self.discriminator = Discriminator(self.model_cfg)
+        self.ema = copy.deepcopy(self.generator.image_generator).requires_grad_(False).eval()
+        self.loss_weights = dict(loss_weights)
+        self.gen_loss = GeneratorLoss(self.loss_weights, vgg_weights_path=vgg_weights)
+        self.use_adversarial = self.loss_weights.get("adversarial", 0.0) > 0
+        # Step counter and the frozen generators' cache live in buffers: checkpoints carry them, resume restores them.
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("cache_face_texture", torch.zeros(0))
+        self.register_buffer("cache_bg_canvas", torch.zeros(0))
+        self._aug = torch.Generator().manual_seed(seed + 1)
+
+    # -- bookkeeping --------------------------------------------------------------------------------------------
+    @property
+    def vgg_source(self) -> str:
+        src = self.gen_loss.vgg_source
+        return "none (no VGG-based loss enabled)" if src is None else f"{src.kind}: {src.note or src.path}"
+
+    @property
+    def frozen(self) -> bool:
+        return self.cache_face_texture.numel() > 0
+
+    def _freeze_and_cache(self) -> None:
+        with torch.no_grad():
+            cache = self.generator.compute_cache()
+        self.cache_face_texture = cache["face_texture"].detach()
+        self.cache_bg_canvas = cache["bg_canvas"].detach()
+        self.generator.face_generator.requires_grad_(False)
+        self.generator.background_generator.requires_grad_(False)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Buffers of size 0 grow when the cache exists: resize ours before the state dict is copied in.
+        sd = checkpoint["state_dict"]
+        for name in ("cache_face_texture", "cache_bg_canvas"):
+            if name in sd:
+                setattr(self, name, torch.empty_like(sd[name]))
+        if sd.get("cache_face_texture", torch.zeros(0)).numel():
+            self.generator.face_generator.requires_grad_(False)
+            self.generator.background_generator.requires_grad_(False)
+
+    def cached(self) -> dict[str, torch.Tensor | None]:
+        if not self.frozen:
+            return {"face_texture": None, "bg_canvas": None}
+        return {"face_texture": self.cache_face_texture.expand(1, *self.cache_face_texture.shape[1:]),
+                "bg_canvas": self.cache_bg_canvas.expand(1, *self.cache_bg_canvas.shape[1:])}
+
+    # -- optimisation ---------------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=(0.0, 0.99))
+        ri = self.hparams.r1_interval
+        # Lazy regularisation (StyleGAN2): R1 every ri steps, so Adam's moments see a rescaled learning rate.
+        c = ri / (ri + 1)
+        d = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d * c, betas=(0.0, 0.99 ** c))
+        return [g, d]
+
+    def _check(self, terms: dict[str, torch.Tensor]) -> None:
+        for name, value in terms.items():
+            if not torch.isfinite(value).all():
+                raise NonFiniteLossError(
+                    f"loss '{name}' became {value.item()} at step {int(self.step)}; training stopped before the update. "
+                    "The last good checkpoint is kept (checkpoints/last.ckpt); try a lower learning rate or "
+                    f"`--loss {name}=0`, then --resume."
+                )
+
+    def _offsets(self, batch: int) -> torch.Tensor | None:
+        if not self.hparams.bg_shift:
+            return None
+        return self.generator.background_generator.random_offset(batch, generator=self._aug).to(self.device)
+
+    def forward(self, batch: dict[str, torch.Tensor], ema: bool = False, bg_offset=None) -> dict[str, torch.Tensor]:
+        cache = self.cached()
+        image_generator = self.ema if ema else None
+        return self.generator(batch["render"], batch["uv"], frame_index=batch.get("frame_index"),
+                              bg_offset=bg_offset, face_texture=cache["face_texture"],
+                              bg_canvas=cache["bg_canvas"], image_generator=image_generator)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        g_opt, d_opt = self.optimizers()
+        if not self.frozen and int(self.step) >= self.hparams.freeze_after:
+            self._freeze_and_cache()
+        real, render = batch["image"], batch["render"]
+        out = self(batch, bg_offset=self._offsets(real.shape[0]))
+        fake = out["image"]
+        logs: dict[str, torch.Tensor] = {}
+
+        if self.use_adversarial:
+            self.discriminator.requires_grad_(True)
+            d_terms = {"d_logistic": d_logistic_loss(self.discriminator(real, render),
+                                                     self.discriminator(fake.detach(), render))}
+            d_total = d_terms["d_logistic"]
+            if int(self.step) % self.hparams.r1_interval == 0 and self.hparams.r1_gamma > 0:
+                real_req = real.detach().requires_grad_(True)
+                d_terms["r1"] = r1_penalty(self.discriminator(real_req, render), real_req)
+                d_total = d_total + self.hparams.r1_gamma / 2 * d_terms["r1"] * self.hparams.r1_interval
+            self._check(d_terms)
+            d_opt.zero_grad(set_to_none=True)
+            self.manual_backward(d_total)
+            self._clip(self.discriminator)
+            d_opt.step()
+            logs.update({f"train/{k}": v.detach() for k, v in d_terms.items()})
+            self.discriminator.requires_grad_(False)
+            fake_logits = self.discriminator(fake, render)
+        else:
+            fake_logits = None
+
+        total, terms = self.gen_loss(fake, real, batch["matte"], batch["face_mask"], fake_logits=fake_logits,
+                                     pred_mask=out["mask"])
+        self._check({**terms, "total": total.detach()})
+        g_opt.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        self._clip(self.generator)
+        g_opt.step()
+        self._update_ema()
+        self.step += 1
+
+        logs.update({f"train/{k}": v for k, v in terms.items()})
+        logs["train/total"] = total.detach()
+        self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False, batch_size=real.shape[0])
+        self.log("step", self.step.float(), prog_bar=True, on_step=True, on_epoch=False, batch_size=real.shape[0])
+        every = self.hparams.image_every
+        if every and int(self.step) % every == 0:
+            self._panels(batch, out, "train")
+
+    def _clip(self, module: torch.nn.Module) -> None:
+        if self.hparams.grad_clip > 0:
+            params = [p for p in module.parameters() if p.grad is not None]
+            if params:
+                torch.nn.utils.clip_grad_norm_(params, self.hparams.grad_clip)
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        # Warm-up: early on the average follows the weights closely, else it would start as random noise.
+        decay = min(self.hparams.ema_decay, (1 + int(self.step)) / (10 + int(self.step)))
+        for pe, p in zip(self.ema.parameters(), self.generator.image_generator.parameters()):
+            pe.lerp_(p, 1 - decay)
+        for be, b in zip(self.ema.buffers(), self.generator.image_generator.buffers()):
+            be.copy_(b)
+
+    # -- validation -----------------------------------------------------------------------------------------------
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        from kornia.metrics import psnr
+
+        out = self(batch, ema=True)
+        fake = ((out["image"] + 1) / 2).clamp(0, 1)
+        real = (batch["image"] + 1) / 2
+        n = real.shape[0]
+        self.log("val/psnr", psnr(fake, real, 1.0), sync_dist=True, batch_size=n)
+        self.log("val/l1", (fake - real).abs().mean(), sync_dist=True, batch_size=n)
+        if batch_idx == 0 and self.hparams.image_every:
+            self._panels(batch, out, "val")
+
+    def _panels(self, batch, out, tag: str) -> None:
+        from selfie_avatar.training.panels import log_panels
+
+        log_panels(self, batch, out, tag, int(self.step))

@@ -1,0 +1,42 @@
+"""Training presets: ``tiny`` (tests, seconds), ``cpu`` (the demo: about 10 minutes on 2 CPU cores), ``full``
+(one GPU, 512 px). A preset fills every training setting the user did not give on the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from selfie_avatar.models.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    model: ModelConfig
+    batch_size: int
+    max_steps: int
+    max_minutes: float | None
+    lr_g: float
+    lr_d: float
+    freeze_after: int  # steps before G_fa and G_b are frozen and their outputs cached (as StyleAvatar does)
+    ema_decay: float
+    val_every: int
+    image_every: int
+    checkpoint_every: int
+    r1_interval: int
+
+
+def get_preset(name: str) -> Preset:
+    if name == "tiny":
+        return Preset(ModelConfig.tiny(), batch_size=2, max_steps=12, max_minutes=None, lr_g=2e-3, lr_d=2e-3,
+                      freeze_after=6, ema_decay=0.9, val_every=6, image_every=6, checkpoint_every=6, r1_interval=4)
+    if name == "cpu":
+        return Preset(ModelConfig.cpu(), batch_size=4, max_steps=100_000, max_minutes=10.0, lr_g=2e-3, lr_d=2e-3,
+                      freeze_after=1500, ema_decay=0.995, val_every=200, image_every=200, checkpoint_every=200,
+                      r1_interval=16)
+    if name == "full":
+        return Preset(ModelConfig.full(), batch_size=8, max_steps=200_000, max_minutes=None, lr_g=2e-3, lr_d=2e-3,
+                      freeze_after=100_000, ema_decay=0.999, val_every=2000, image_every=1000,
+                      checkpoint_every=2000, r1_interval=16)
+    raise ValueError(f"unknown preset {name!r}; choose tiny, cpu or full")
+
+
+PRESETS = ("tiny", "cpu", "full")

@@ -1,0 +1,186 @@
+"""``selfie-avatar train``: a subject folder in, a run folder out.
+
+    RUN/
+      config.json             every setting of the run (train config, preset values, model config, loss set,
+                              VGG feature source, versions)
+      checkpoints/last.ckpt   the latest state (atomic; --resume continues from it exactly)
+      checkpoints/best.ckpt   the best by held-out PSNR
+      logs/metrics.csv        every logged value (always)
+      wandb/                  Weights & Biases run files (offline unless logged in; WANDB_MODE is honoured)
+      images/                 panels: real | generated | I_R | I_UV | mask
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+
+from selfie_avatar import __version__
+from selfie_avatar.config import TrainConfig, config_to_dict
+from selfie_avatar.errors import SelfieAvatarError
+from selfie_avatar.utils.atomic import write_json_atomic
+from selfie_avatar.utils.log import get_logger
+
+log = get_logger("train")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    seconds: float
+    val_psnr: float | None
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    vgg_source: str
+
+    def summary(self) -> str:
+        psnr = "n/a" if self.val_psnr is None else f"{self.val_psnr:.2f} dB"
+        return (f"run folder: {self.run_dir}\n  steps: {self.steps} in {self.seconds / 60:.1f} min\n"
+                f"  held-out PSNR (EMA generator): {psnr}\n  VGG features: {self.vgg_source}\n"
+                f"  checkpoints: {self.last_checkpoint}" + (f", {self.best_checkpoint}" if self.best_checkpoint else ""))
+
+
+def resolve_settings(cfg: TrainConfig) -> dict:
+    """Preset values for every field the user left as None."""
+    from selfie_avatar.training.presets import get_preset
+
+    p = get_preset(cfg.preset)
+    pick = lambda v, d: d if v is None else v  # noqa: E731
+    return {
+        "batch_size": pick(cfg.batch_size, p.batch_size),
+        "max_steps": pick(cfg.max_steps, p.max_steps),
+        "max_minutes": pick(cfg.max_minutes, p.max_minutes),
+        "lr_g": pick(cfg.lr_g, p.lr_g),
+        "lr_d": pick(cfg.lr_d, p.lr_d),
+        "freeze_after": pick(cfg.freeze_after, p.freeze_after),
+        "ema_decay": p.ema_decay,
+        "val_every": p.val_every,
+        "image_every": p.image_every,
+        "r1_interval": p.r1_interval,
+        "model": p.model,
+    }
+
+
+def _wandb_mode() -> str:
+    """WANDB_MODE when set; else offline unless an API key is configured (wandb would fail without one)."""
+    mode = os.environ.get("WANDB_MODE")
+    if mode:
+        return mode
+    netrc = Path.home() / ".netrc"
+    logged_in = bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "api.wandb.ai" in netrc.read_text())
+    return "online" if logged_in else "offline"
+
+
+def _accelerator(device: str) -> str:
+    return {"auto": "auto", "cpu": "cpu", "cuda": "gpu", "gpu": "gpu"}.get(device.split(":")[0], device)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train an avatar on a prepared subject. See the module docstring for what the run folder holds.
+
+    Raises:
+        FileExistsError: the run folder exists and neither --resume nor --overwrite was given.
+        SelfieAvatarError: --resume without a checkpoint, or a checkpoint from another preset / version; a NaN loss.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from selfie_avatar.losses import default_loss_weights, parse_loss_overrides
+    from selfie_avatar.training.data import SubjectDataModule
+    from selfie_avatar.training.module import AvatarModule
+
+    if not cfg.out:
+        raise ValueError("train needs a run folder (--out)")
+    out = Path(cfg.out)
+    ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    s = resolve_settings(cfg)
+    weights = {**default_loss_weights(), **parse_loss_overrides(cfg.loss)}
+    model_cfg = dataclasses.replace(s["model"], use_time_code=cfg.time_code)
+
+    if cfg.resume:
+        if not last.is_file():
+            raise SelfieAvatarError(f"--resume: no checkpoint at {last}; start the run without --resume")
+        _check_resumable(out, cfg, weights)
+    elif out.exists() and any(out.iterdir()) and not cfg.overwrite:
+        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or --overwrite to restart")
+    elif cfg.overwrite and last.exists():
+        last.unlink()
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    data = SubjectDataModule(cfg.subject, size=model_cfg.size, batch_size=s["batch_size"],
+                             num_workers=cfg.num_workers, seed=cfg.seed)
+    model_cfg = dataclasses.replace(model_cfg, num_frames=data.num_frames)
+    module = AvatarModule(
+        model=dataclasses.asdict(model_cfg), loss_weights=weights, lr_g=s["lr_g"], lr_d=s["lr_d"],
+        freeze_after=s["freeze_after"], ema_decay=s["ema_decay"], grad_clip=cfg.grad_clip, r1_gamma=cfg.r1_gamma,
+        r1_interval=s["r1_interval"], bg_shift=cfg.bg_shift, image_every=s["image_every"],
+        vgg_weights=cfg.vgg_weights, seed=cfg.seed,
+    )
+    record = {
+        "type": "TrainRun", "train_config": config_to_dict(cfg),
+        "resolved": {k: v for k, v in s.items() if k != "model"}, "model": dataclasses.asdict(model_cfg),
+        "loss_weights": weights, "vgg_source": module.vgg_source, "subject": str(Path(cfg.subject).resolve()),
+        "versions": {"selfie_avatar": __version__, "torch": torch.__version__, "python": platform.python_version()},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "config.json", record)
+
+    loggers = [CSVLogger(save_dir=str(out), name="logs", version="")]
+    mode = _wandb_mode()
+    if mode != "disabled":
+        from lightning.pytorch.loggers import WandbLogger
+
+        os.environ["WANDB_MODE"] = mode
+        loggers.append(WandbLogger(project=cfg.wandb_project, name=cfg.run_name or out.name, group=cfg.wandb_group,
+                                   save_dir=str(out), config=record))
+    for lg in loggers:
+        lg.log_hyperparams({"loss_weights": weights, "vgg_source": module.vgg_source, "preset": cfg.preset})
+
+    class StopAtStep(Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+            if int(pl_module.step) >= s["max_steps"]:
+                trainer.should_stop = True
+
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/psnr", mode="max", save_top_k=1,
+                           save_last=True, enable_version_counter=False)
+    trainer = L.Trainer(
+        accelerator=_accelerator(cfg.device), devices=cfg.devices, num_nodes=cfg.num_nodes, strategy=cfg.strategy,
+        max_epochs=-1, max_steps=-1,
+        max_time=timedelta(minutes=s["max_minutes"]) if s["max_minutes"] else None,
+        val_check_interval=s["val_every"], check_val_every_n_epoch=None, num_sanity_val_steps=0,
+        logger=loggers, callbacks=[best, StopAtStep()], default_root_dir=str(out),
+        enable_progress_bar=cfg.progress, log_every_n_steps=1, enable_model_summary=False,
+    )
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.resume else None, weights_only=True)
+    if trainer.is_global_zero:
+        trainer.save_checkpoint(last)  # the final state, also when training stopped between validations
+    val = trainer.callback_metrics.get("val/psnr")
+    return TrainResult(out, int(module.step), time.perf_counter() - t0, None if val is None else float(val), last,
+                       Path(best.best_model_path) if best.best_model_path else None, module.vgg_source)
+
+
+def _check_resumable(out: Path, cfg: TrainConfig, weights: dict) -> None:
+    path = out / "config.json"
+    if not path.is_file():
+        raise SelfieAvatarError(f"--resume: {path} is missing; this folder was not written by `selfie-avatar train`")
+    old = json.loads(path.read_text())
+    was = old.get("train_config", {})
+    if was.get("preset") != cfg.preset:
+        raise SelfieAvatarError(f"--resume: {out} was trained with preset {was.get('preset')!r}, not {cfg.preset!r}")
+    if old.get("versions", {}).get("selfie_avatar") != __version__:
+        raise SelfieAvatarError(f"--resume: {out} was written by selfie_avatar {old.get('versions')}, this is "
+                                f"{__version__}; start a new run")
+    if old.get("loss_weights") != weights:
+        log.warning("resuming with a different loss set: %s (was %s)", weights, old.get("loss_weights"))
