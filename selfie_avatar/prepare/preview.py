@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from selfie_avatar.io.image import write_image
-from selfie_avatar.io.video import VideoWriter
+from selfie_avatar.io.video_writer import VideoWriter
 
 PANEL_NAMES = ("frame + landmarks", "render I_R over frame", "UV I_UV", "matte")
 

@@ -21,7 +21,7 @@ from scipy.spatial import Delaunay
 
 from selfie_avatar.config import SampleConfig
 from selfie_avatar.errors import NoFaceError
-from selfie_avatar.io.video import VideoWriter
+from selfie_avatar.io.video_writer import VideoWriter
 from selfie_avatar.prepare.landmarks import MediaPipeLandmarker
 from selfie_avatar.render.rasterize import interpolate, rasterize
 from selfie_avatar.render.rotation import euler_to_matrix
