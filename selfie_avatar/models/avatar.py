@@ -1,0 +1,101 @@
+"""The full avatar generator: G_fa (face texture) + warp + G_b (background window) + G_I (StyleUNet).
+
+Both StyleGAN generators have a fixed latent code, so their outputs do not depend on the frame: they are computed
+once per call with batch 1 and shared by the whole batch. StyleAvatar freezes them after some training steps and
+caches their outputs; :meth:`AvatarGenerator.compute_cache` makes that cache and ``forward`` accepts it, after
+which only the image generator runs (this is also what inference needs).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .background_generator import BackgroundGenerator
+from .config import ModelConfig
+from .face_generator import FaceGenerator
+from .image_generator import ImageGenerator
+from .warp import warp_texture
+
+__all__ = ["AvatarGenerator"]
+
+
+class AvatarGenerator(nn.Module):
+    """Render + UV image (+ frame index) -> avatar frame, foreground mask and intermediate features.
+
+    The latent codes ``z_f`` and ``z_b`` (:math:`(1, style\\_dim)` buffers) are drawn once at construction from a
+    ``torch.Generator`` seeded with ``cfg.latent_seed``, independently of the global RNG, and saved with the
+    weights.
+
+    Args:
+        cfg: model configuration.
+
+    Shape:
+        - render: :math:`(B, 3, S, S)` ``I_R`` in [-1, 1]
+        - uv: :math:`(B, 3, S, S)` ``I_UV``: u, v, coverage mask, in [0, 1]
+        - frame_index: :math:`(B,)` long or None (see :class:`ImageGenerator`)
+        - bg_offset: :math:`(B, 2)` long (x, y) window corners in canvas pixels, or None (centred)
+        - face_texture: cached :math:`(1 \\text{ or } B, C_f, T, T)` or None (run G_fa)
+        - bg_canvas: cached :math:`(1 \\text{ or } B, C_b, N, N)` (N = ``cfg.bg_canvas_size``) or None (run G_b)
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.face_generator = FaceGenerator(cfg)
+        self.background_generator = BackgroundGenerator(cfg)
+        self.image_generator = ImageGenerator(cfg)
+        g = torch.Generator().manual_seed(cfg.latent_seed)
+        self.register_buffer("z_f", self.face_generator.sample_z(1, generator=g, device="cpu"))
+        self.register_buffer("z_b", self.face_generator.sample_z(1, generator=g, device="cpu"))
+
+    @torch.no_grad()
+    def compute_cache(self) -> dict[str, Tensor]:
+        """Outputs of G_fa and G_b for the fixed codes, with the fixed ("const") noise buffers so the cache is
+        deterministic and identical to ``forward(..., noise="const")``.
+
+        Returns:
+            dict with ``face_texture`` :math:`(1, C_f, T, T)`, ``texture_rgb`` :math:`(1, 3, T, T)` and
+            ``bg_canvas`` :math:`(1, C_b, N, N)`, all detached.
+        """
+        texture, texture_rgb = self.face_generator(self.z_f, noise="const")
+        canvas = self.background_generator.canvas(self.z_b, noise="const")
+        return {"face_texture": texture, "texture_rgb": texture_rgb, "bg_canvas": canvas}
+
+    def forward(self, render: Tensor, uv: Tensor, frame_index: Tensor | None = None, bg_offset: Tensor | None = None,
+                face_texture: Tensor | None = None, bg_canvas: Tensor | None = None,
+                image_generator: ImageGenerator | None = None, noise: str | None = None) -> dict[str, Tensor | None]:
+        """Args:
+            render, uv, frame_index, bg_offset, face_texture, bg_canvas: see the class docstring.
+            image_generator: run this image generator instead of ``self.image_generator`` (e.g. an EMA copy).
+            noise: ``"random"``, ``"const"``, ``"zero"`` or None ("random" for modules in training mode, "const" in
+                eval mode), used by all three generators.
+
+        Returns:
+            dict with ``image`` :math:`(B, 3, S, S)`, ``mask`` :math:`(B, 1, S, S)`, ``bg_mask``
+            :math:`(B, 1, S, S)` (see :class:`ImageGenerator`), ``face_features`` :math:`(B, C_f, S, S)` (warped
+            texture, zero off the face), ``texture`` :math:`(1, C_f, T, T)` (the texture used, shared by the
+            batch), ``texture_rgb`` :math:`(1, 3, T, T)` (its first three channels, the RGB view) and
+            ``bg_features`` :math:`(B, C_b, S, S)`.
+        """
+        s = self.cfg.size
+        if render.dim() != 4 or render.shape[1:] != (3, s, s):
+            raise ValueError(f"render must be (B, 3, {s}, {s}), got {tuple(render.shape)}")
+        b = render.shape[0]
+        if uv.shape != (b, 3, s, s):
+            raise ValueError(f"uv must be ({b}, 3, {s}, {s}) with channels u, v, mask, got {tuple(uv.shape)}")
+        if noise is not None and not isinstance(noise, str):
+            raise ValueError("AvatarGenerator noise must be a mode string or None; pass per-layer tensors to the "
+                             "generators themselves")
+
+        if face_texture is None:
+            face_texture, _ = self.face_generator(self.z_f, noise)                # (1, C_f, T, T)
+        face_features = warp_texture(face_texture, uv)                           # (B, C_f, S, S)
+        if bg_canvas is None:
+            bg_canvas = self.background_generator.canvas(self.z_b, noise)       # (1, C_b, N, N)
+        bg_features = self.background_generator.crop(bg_canvas, bg_offset, batch=b)   # (B, C_b, S, S)
+
+        g_i = image_generator if image_generator is not None else self.image_generator
+        out = g_i(render, face_features, uv[:, 2:3], bg_features, frame_index=frame_index, noise=noise)
+        return {**out, "face_features": face_features, "texture": face_texture, "texture_rgb": face_texture[:, :3],
+                "bg_features": bg_features}

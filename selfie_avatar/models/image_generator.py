@@ -1,0 +1,165 @@
+"""G_I: the StyleUNet image generator (StyleAvatar section 3.2) fusing face, render and background features.
+
+Data flow (C_r = ``cfg.unet_channels()[r]``, S = size, m = unet_min_res)::
+
+    [I_R, warped face features, face mask]  (B, 4 + C_f, S, S)
+      -> 1x1 ConvLayer -> e_S  (B, C_S, S, S)
+      -> ResBlock (filtered /2) ... -> e_m  (B, C_m, m, m)               encoder, skips e_S ... e_m kept
+    decoder, every layer modulated by one style w:
+      cat(e_m, learned constant) -> StyledConv -> x_m                   "own base features" at the bottleneck
+      for r = 2m ... S:  x = StyledConv(up)(x);  x = (x + e_r) / sqrt(2);  x = StyledConv(x)
+    background fusion at full resolution:
+      bg_mask = sigmoid(EqualConv1x1(x_S))                              (B, 1, S, S)
+      f = bg_mask * x_S + (1 - bg_mask) * EqualConv1x1(bg_features)
+      f -> StyledConv -> ToRGB (4 channels) -> image (3), mask logit (1)
+
+Encoder skips are fused by addition (scaled by 1/sqrt(2) to keep the variance): encoder and decoder share the
+channel count at every resolution, so no projection is needed and the decoder costs the same as a plain StyleGAN2
+synthesis network. There is no RGB skip branch: the image is made from the fused features only, so every pixel
+passes through the background fusion and ``bg_mask`` tells exactly where the background generator contributes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .config import ModelConfig
+from .stylegan2 import ConvLayer, EqualConv2d, MappingNetwork, ResBlock, StyledConv, ToRGB, noise_mode
+
+__all__ = ["ImageGenerator"]
+
+
+class ImageGenerator(nn.Module):
+    """StyleUNet: U-Net encoder over the conditioning, StyleGAN2 decoder, soft background fusion.
+
+    The style ``w``: with ``cfg.use_time_code`` a learned per-frame code (``nn.Embedding(num_frames, style_dim)``)
+    through a mapping network, which lets the generator explain frame-specific details the face model misses;
+    when ``frame_index`` is None (reenactment: the frame is not a training frame) the mean code over all frames is
+    mapped instead. Without the time code one learned style vector is used and ``frame_index`` is ignored.
+
+    Args:
+        cfg: model configuration (``size``, ``unet_*``, ``style_dim``, ``face_feat_channels``,
+            ``bg_feat_channels``, ``use_time_code``, ``num_frames``, ``mapping_layers``).
+
+    Shape:
+        - render: :math:`(B, 3, S, S)` shaded render ``I_R`` in [-1, 1]
+        - face_features: :math:`(B, face\\_feat\\_channels, S, S)` warped neural texture
+        - face_mask: :math:`(B, 1, S, S)` UV coverage mask in [0, 1]
+        - bg_features: :math:`(B, bg\\_feat\\_channels, S, S)`
+        - frame_index: :math:`(B,)` long, or None
+        - Output: dict with ``image`` :math:`(B, 3, S, S)`: linear output (no tanh, as in StyleGAN2) trained
+          towards [-1, 1] images, clamp it for display; ``mask`` :math:`(B, 1, S, S)`: sigmoid foreground mask in
+          [0, 1]; ``bg_mask`` :math:`(B, 1, S, S)`: the fusion weight of the decoder features, in [0, 1]
+          (1 - bg_mask is the background features' weight).
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        s, m, wd = cfg.size, cfg.unet_min_res, cfg.style_dim
+        ch = cfg.unet_channels()
+        self.channels = ch
+        self.resolutions = sorted(ch)                                   # m, 2m, ..., S
+        self.in_channels = 3 + cfg.face_feat_channels + 1
+
+        self.from_input = ConvLayer(self.in_channels, ch[s], 1)
+        self.encoder = nn.ModuleList(ResBlock(ch[r], ch[r // 2]) for r in reversed(self.resolutions[1:]))
+
+        if cfg.use_time_code:
+            self.time_code = nn.Embedding(cfg.num_frames, wd)
+            self.style_mapping = MappingNetwork(wd, wd, cfg.mapping_layers, lr_mul=cfg.mapping_lr_mul)
+        else:
+            self.style = nn.Parameter(torch.randn(1, wd))
+
+        self.const = nn.Parameter(torch.randn(1, ch[m], m, m))
+        self.bottom = StyledConv(2 * ch[m], ch[m], 3, wd)
+        self.up_convs, self.convs = nn.ModuleList(), nn.ModuleList()
+        for r in self.resolutions[1:]:
+            self.up_convs.append(StyledConv(ch[r // 2], ch[r], 3, wd, up=True))
+            self.convs.append(StyledConv(ch[r], ch[r], 3, wd))
+
+        self.bg_proj = EqualConv2d(cfg.bg_feat_channels, ch[s], 1)
+        self.fusion_mask = EqualConv2d(ch[s], 1, 1)
+        self.final = StyledConv(ch[s], ch[s], 3, wd)
+        self.to_out = ToRGB(ch[s], wd, out_channels=4, upsample=False)
+
+        sides = [m] + [r for r in self.resolutions[1:] for _ in range(2)] + [s]
+        self.num_layers = len(sides)
+        for i, side in enumerate(sides):
+            self.register_buffer(f"noise_const_{i}", torch.randn(1, 1, side, side))
+
+    def style_vector(self, frame_index: Tensor | None, batch: int) -> Tensor:
+        """The style :math:`(B, style\\_dim)` for ``frame_index`` (see the class docstring)."""
+        if not self.cfg.use_time_code:
+            return self.style.expand(batch, -1)
+        if frame_index is None:
+            code = self.time_code.weight.mean(dim=0, keepdim=True).expand(batch, -1)
+        else:
+            if frame_index.shape != (batch,) or frame_index.dtype.is_floating_point:
+                raise ValueError(f"frame_index must be an integer ({batch},) tensor, got {tuple(frame_index.shape)} "
+                                 f"{frame_index.dtype}")
+            lo, hi = int(frame_index.min()), int(frame_index.max())
+            if lo < 0 or hi >= self.cfg.num_frames:
+                raise ValueError(f"frame_index must lie in [0, {self.cfg.num_frames - 1}] (num_frames), "
+                                 f"got values in [{lo}, {hi}]")
+            code = self.time_code(frame_index.long())
+        return self.style_mapping(code)
+
+    def _noise(self, noise: str | list | None) -> list[Tensor | None]:
+        if noise is not None and not isinstance(noise, str):
+            noise = list(noise)
+            if len(noise) != self.num_layers:
+                raise ValueError(f"noise must hold {self.num_layers} tensors (one per layer), got {len(noise)}")
+            return noise
+        mode = noise_mode(noise, self.training)
+        if mode == "random":
+            return [None] * self.num_layers
+        consts = [getattr(self, f"noise_const_{i}") for i in range(self.num_layers)]
+        return consts if mode == "const" else [torch.zeros_like(c) for c in consts]
+
+    def _check(self, render: Tensor, face_features: Tensor, face_mask: Tensor, bg_features: Tensor) -> None:
+        s, cfg = self.cfg.size, self.cfg
+        if render.dim() != 4 or render.shape[1:] != (3, s, s):
+            raise ValueError(f"render must be (B, 3, {s}, {s}), got {tuple(render.shape)}")
+        b = render.shape[0]
+        for name, t, c in (("face_features", face_features, cfg.face_feat_channels), ("face_mask", face_mask, 1),
+                           ("bg_features", bg_features, cfg.bg_feat_channels)):
+            if t.shape != (b, c, s, s):
+                raise ValueError(f"{name} must be ({b}, {c}, {s}, {s}), got {tuple(t.shape)}")
+
+    def forward(self, render: Tensor, face_features: Tensor, face_mask: Tensor, bg_features: Tensor,
+                frame_index: Tensor | None = None, noise: str | list | None = None) -> dict[str, Tensor]:
+        """Args:
+            render, face_features, face_mask, bg_features, frame_index: see the class docstring.
+            noise: ``"random"``, ``"const"``, ``"zero"``, a list of per-layer tensors, or None ("random" in
+                training mode, "const" in eval mode).
+
+        Returns:
+            dict with ``image``, ``mask``, ``bg_mask``.
+        """
+        self._check(render, face_features, face_mask, bg_features)
+        b = render.shape[0]
+        x = torch.cat([render, face_features, face_mask], dim=1)          # (B, 4 + C_f, S, S)
+        x = self.from_input(x)                                           # (B, C_S, S, S)
+        skips = [x]
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)                                              # ..., (B, C_m, m, m)
+
+        w = self.style_vector(frame_index, b)                            # (B, style_dim)
+        n = self._noise(noise)
+        x = torch.cat([skips.pop(), self.const.expand(b, -1, -1, -1)], dim=1)
+        x = self.bottom(x, w, n[0])                                      # (B, C_m, m, m)
+        for i, (up_conv, conv) in enumerate(zip(self.up_convs, self.convs)):
+            x = up_conv(x, w, n[1 + 2 * i])                              # (B, C_r, r, r)
+            x = (x + skips.pop()) * (1 / math.sqrt(2))
+            x = conv(x, w, n[2 + 2 * i])
+
+        bg_mask = torch.sigmoid(self.fusion_mask(x))                     # (B, 1, S, S)
+        x = bg_mask * x + (1 - bg_mask) * self.bg_proj(bg_features)
+        x = self.final(x, w, n[-1])
+        out = self.to_out(x, w)                                          # (B, 4, S, S)
+        return {"image": out[:, :3], "mask": torch.sigmoid(out[:, 3:4]), "bg_mask": bg_mask}
