@@ -95,7 +95,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     from lightning.pytorch.callbacks import Callback, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from selfie_avatar.losses import default_loss_weights, parse_loss_overrides
+    from selfie_avatar.losses import resolve_loss_weights
     from selfie_avatar.training.data import SubjectDataModule
     from selfie_avatar.training.module import AvatarModule
 
@@ -105,10 +105,13 @@ def train(cfg: TrainConfig) -> TrainResult:
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     s = resolve_settings(cfg)
-    weights = {**default_loss_weights(), **parse_loss_overrides(cfg.loss)}
+    weights = resolve_loss_weights(overrides=cfg.loss)
     model_cfg = dataclasses.replace(s["model"], use_time_code=cfg.time_code)
 
-    if cfg.resume:
+    worker = _is_worker_process()
+    if worker:
+        pass  # DDP launches this function again in every worker: the launching process did the checks and writes
+    elif cfg.resume:
         if not last.is_file():
             raise SelfieAvatarError(f"--resume: no checkpoint at {last}; start the run without --resume")
         _check_resumable(out, cfg, weights)
@@ -133,10 +136,13 @@ def train(cfg: TrainConfig) -> TrainResult:
         "loss_weights": weights, "vgg_source": module.vgg_source, "subject": str(Path(cfg.subject).resolve()),
         "versions": {"selfie_avatar": __version__, "torch": torch.__version__, "python": platform.python_version()},
     }
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", record)
+    if not worker:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "config.json", record)
 
-    loggers = [CSVLogger(save_dir=str(out), name="logs", version="")]
+    # One CSV per session (a resumed run adds one), so resuming never overwrites the history; read_metrics() joins them.
+    session = len(list((out / "logs").glob("session_*"))) if not worker else 0
+    loggers = [CSVLogger(save_dir=str(out), name="logs", version=f"session_{session:03d}")]
     mode = _wandb_mode()
     if mode != "disabled":
         from lightning.pytorch.loggers import WandbLogger
@@ -155,7 +161,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/psnr", mode="max", save_top_k=1,
                            save_last=True, enable_version_counter=False)
     trainer = L.Trainer(
-        accelerator=_accelerator(cfg.device), devices=cfg.devices, num_nodes=cfg.num_nodes, strategy=cfg.strategy,
+        accelerator=_accelerator(cfg.device), devices=cfg.devices, num_nodes=cfg.num_nodes,
+        strategy=_strategy(cfg.strategy),
         max_epochs=-1, max_steps=-1,
         max_time=timedelta(minutes=s["max_minutes"]) if s["max_minutes"] else None,
         val_check_interval=s["val_every"], check_val_every_n_epoch=None, num_sanity_val_steps=0,
@@ -164,11 +171,39 @@ def train(cfg: TrainConfig) -> TrainResult:
     )
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.resume else None, weights_only=True)
-    if trainer.is_global_zero:
-        trainer.save_checkpoint(last)  # the final state, also when training stopped between validations
+    # The final state, also when training stopped between validations. Every rank calls it (a collective);
+    # Lightning writes from rank 0 only.
+    trainer.save_checkpoint(last)
     val = trainer.callback_metrics.get("val/psnr")
     return TrainResult(out, int(module.step), time.perf_counter() - t0, None if val is None else float(val), last,
                        Path(best.best_model_path) if best.best_model_path else None, module.vgg_source)
+
+
+def _strategy(name: str):
+    """Lightning's DDP, told that each backward uses only part of the module: the discriminator's backward leaves
+    the generators unused and the generator's leaves the discriminator unused (manual optimisation)."""
+    if name in ("ddp", "ddp_spawn"):
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(find_unused_parameters=True, start_method="spawn" if name == "ddp_spawn" else "popen")
+    return name
+
+
+def _is_worker_process() -> bool:
+    """True in the processes Lightning's DDP launcher starts beside the first (and in non-zero ranks)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("RANK", "0")) > 0 \
+        or int(os.environ.get("NODE_RANK", "0")) > 0
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, str]]:
+    """Every row of every session's ``metrics.csv`` of a run, in session order."""
+    import csv
+
+    rows: list[dict[str, str]] = []
+    for f in sorted(Path(run_dir).glob("logs/session_*/metrics.csv")):
+        with open(f) as fh:
+            rows.extend(csv.DictReader(fh))
+    return rows
 
 
 def _check_resumable(out: Path, cfg: TrainConfig, weights: dict) -> None:

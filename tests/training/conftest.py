@@ -1,0 +1,34 @@
+"""A small prepared subject for training tests, and W&B kept offline inside a temporary HOME."""
+
+from __future__ import annotations
+
+import pytest
+
+from selfie_avatar.config import PrepareConfig
+from selfie_avatar.prepare.pipeline import prepare
+from tests.conftest import SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def train_subject(tmp_path_factory):
+    """24 frames at 64 px from the real selfie when ../shared/data is present, else from the built-in sample."""
+    root = tmp_path_factory.mktemp("train_subject")
+    video = SHARED_DATA / "selfie_d6.mp4"
+    if not video.is_file():
+        from tests.prepare.conftest import build_short_sample
+
+        video = build_short_sample(root / "sample.mp4", seconds=1.0)
+    out = root / "subject"
+    prepare(PrepareConfig(video=str(video), out=str(out), size=64, max_frames=24, device="cpu", write_video=False),
+            progress=False)
+    return out
+
+
+@pytest.fixture
+def offline_wandb(tmp_path, monkeypatch):
+    """W&B offline, with its files and its debug logs under a temporary folder."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
+    return tmp_path

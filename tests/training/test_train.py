@@ -1,0 +1,119 @@
+"""Short trainings with the tiny preset: losses fall, resume continues, switches work, NaN stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from selfie_avatar.config import TrainConfig
+from selfie_avatar.training.module import NonFiniteLossError
+from selfie_avatar.training.run import read_metrics, train
+
+
+def _metrics(run):
+    return read_metrics(run)
+
+
+def _series(rows, key):
+    return [(int(float(r["step"])), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+
+
+def _cfg(subject, out, **kw):
+    base = dict(subject=str(subject), out=str(out), preset="tiny", progress=False, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_tiny_training_learns_and_logs_everything(train_subject, offline_wandb):
+    run = offline_wandb / "run"
+    res = train(_cfg(train_subject, run, max_steps=16))
+    assert res.steps == 16
+    rec = _series(_metrics(run), "train/reconstruction")
+    assert len(rec) == 16
+    first = np.mean([v for _, v in rec[:4]])
+    last = np.mean([v for _, v in rec[-4:]])
+    assert last < first, f"reconstruction did not fall: {first:.4f} -> {last:.4f}"
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["loss_weights"]["id_mrf"] > 0 and cfg["vgg_source"]
+    assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "checkpoints" / "best.ckpt").is_file()
+    assert list((run / "images").glob("train_*.png")) and list((run / "images").glob("val_*.png"))
+    # W&B wrote an offline run into the run folder, with the config in it
+    runs = list((run / "wandb").glob("offline-run-*"))
+    assert runs and any(p.name.endswith(".wandb") for p in runs[0].iterdir())
+    for name in ("adversarial", "reconstruction", "id_mrf", "cosine"):
+        assert _series(_metrics(run), f"train/{name}"), name
+    assert _series(_metrics(run), "val/psnr")
+
+
+def test_resume_continues_from_the_saved_step(train_subject, offline_wandb, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    run = offline_wandb / "run"
+    train(_cfg(train_subject, run, max_steps=6))
+    ck = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert int(ck["state_dict"]["step"]) == 6
+    g_state = ck["optimizer_states"][0]["state"]
+    assert all(int(v["step"]) == 6 for v in g_state.values() if "step" in v)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(_cfg(train_subject, run, max_steps=9))
+    res = train(_cfg(train_subject, run, max_steps=9, resume=True))
+    assert res.steps == 9
+    steps = [s for s, _ in _series(_metrics(run), "train/reconstruction")]
+    assert steps == list(range(1, 10))  # both sessions' rows, the second continuing at step 7
+    ck2 = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert int(ck2["state_dict"]["step"]) == 9
+    adam_steps = {int(v["step"]) for v in ck2["optimizer_states"][0]["state"].values() if "step" in v}
+    assert adam_steps == {6, 9}  # the face and background generators froze at step 6 (tiny preset), the rest ran on
+
+
+def test_loss_switches(train_subject, offline_wandb, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    run = offline_wandb / "run"
+    train(_cfg(train_subject, run, max_steps=2, loss=["id_mrf=0", "cosine=0", "adversarial=0"]))
+    rows = _metrics(run)
+    assert _series(rows, "train/reconstruction")
+    for off in ("id_mrf", "cosine", "adversarial", "d_logistic"):
+        assert not _series(rows, f"train/{off}")
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["loss_weights"]["id_mrf"] == 0 and cfg["vgg_source"].startswith("none")
+    with pytest.raises(ValueError, match="idmrf"):
+        train(_cfg(train_subject, offline_wandb / "bad", loss=["idmrf=1"]))
+
+
+def test_nan_loss_stops_with_its_name_and_keeps_the_last_good_checkpoint(train_subject, offline_wandb, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    from selfie_avatar.losses import GeneratorLoss
+
+    real_forward = GeneratorLoss.forward
+    calls = {"n": 0}
+
+    def poisoned(self, *a, **k):
+        total, terms = real_forward(self, *a, **k)
+        calls["n"] += 1
+        if calls["n"] == 8:
+            terms = {**terms, "cosine": torch.tensor(float("nan"))}
+        return total, terms
+
+    monkeypatch.setattr(GeneratorLoss, "forward", poisoned)
+    run = offline_wandb / "run"
+    with pytest.raises(NonFiniteLossError, match=r"'cosine'.*step 7"):
+        train(_cfg(train_subject, run, max_steps=12))
+    ck = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert int(ck["state_dict"]["step"]) == 6  # saved at the last validation, before the NaN
+    assert all(torch.isfinite(v).all() for v in ck["state_dict"].values() if v.is_floating_point())
+
+
+def test_two_process_ddp_on_cpu(train_subject, tmp_path):
+    """Lightning's own DDP strategy (gloo on CPU) with two processes runs a few steps and writes a checkpoint."""
+    env = {**os.environ, "WANDB_MODE": "disabled", "HOME": str(tmp_path)}
+    cmd = [sys.executable, "-m", "selfie_avatar.cli", "train", str(train_subject), "--out", str(tmp_path / "ddp"),
+           "--preset", "tiny", "--device", "cpu", "--devices", "2", "--strategy", "ddp", "--max-steps", "2",
+           "--no-progress"]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert (tmp_path / "ddp" / "checkpoints" / "last.ckpt").is_file()
