@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,7 +21,7 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def astronaut() -> "np.ndarray":
+def astronaut() -> np.ndarray:
     """A real public-domain face photo (512x512 RGB uint8) shipped inside scikit-image."""
     import skimage.data
 

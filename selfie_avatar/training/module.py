@@ -86,6 +86,9 @@ class AvatarModule(LightningModule):
         self.generator.face_generator.requires_grad_(False)
         self.generator.background_generator.requires_grad_(False)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["vgg_source"] = self.vgg_source  # every checkpoint says which features trained it
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Buffers of size 0 grow when the cache exists: resize ours before the state dict is copied in.
         sd = checkpoint["state_dict"]

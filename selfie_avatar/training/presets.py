@@ -20,22 +20,20 @@ class Preset:
     ema_decay: float
     val_every: int
     image_every: int
-    checkpoint_every: int
     r1_interval: int
 
 
 def get_preset(name: str) -> Preset:
     if name == "tiny":
         return Preset(ModelConfig.tiny(), batch_size=2, max_steps=12, max_minutes=None, lr_g=2e-3, lr_d=2e-3,
-                      freeze_after=6, ema_decay=0.9, val_every=6, image_every=6, checkpoint_every=6, r1_interval=4)
+                      freeze_after=6, ema_decay=0.9, val_every=6, image_every=6, r1_interval=4)
     if name == "cpu":
         return Preset(ModelConfig.cpu(), batch_size=4, max_steps=100_000, max_minutes=10.0, lr_g=2e-3, lr_d=2e-3,
-                      freeze_after=1500, ema_decay=0.995, val_every=200, image_every=200, checkpoint_every=200,
+                      freeze_after=300, ema_decay=0.995, val_every=100, image_every=100,
                       r1_interval=16)
     if name == "full":
         return Preset(ModelConfig.full(), batch_size=8, max_steps=200_000, max_minutes=None, lr_g=2e-3, lr_d=2e-3,
-                      freeze_after=100_000, ema_decay=0.999, val_every=2000, image_every=1000,
-                      checkpoint_every=2000, r1_interval=16)
+                      freeze_after=100_000, ema_decay=0.999, val_every=2000, image_every=1000, r1_interval=16)
     raise ValueError(f"unknown preset {name!r}; choose tiny, cpu or full")
 
 

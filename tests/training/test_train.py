@@ -117,3 +117,30 @@ def test_two_process_ddp_on_cpu(train_subject, tmp_path):
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     assert (tmp_path / "ddp" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_checkpoint_loads_for_inference_with_the_cache_only(train_subject, offline_wandb, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    from selfie_avatar.training.checkpoint import load_avatar
+    from selfie_avatar.training.data import SubjectFrames
+    from selfie_avatar.training.module import AvatarModule
+
+    run = offline_wandb / "run"
+    train(_cfg(train_subject, run, max_steps=8))  # the tiny preset freezes and caches at step 6
+    path = run / "checkpoints" / "last.ckpt"
+    avatar = load_avatar(path)
+    assert avatar.step == 8 and avatar.face_texture.numel() > 0
+    assert avatar.vgg_source == json.loads((run / "config.json").read_text())["vgg_source"]
+    batch = torch.utils.data.default_collate([SubjectFrames(train_subject, [0, 1], size=avatar.config.size)[k]
+                                              for k in range(2)])
+    out = avatar.render(batch["render"], batch["uv"], batch["frame_index"])
+    module = AvatarModule.load_from_checkpoint(path, weights_only=True).eval()
+    with torch.no_grad():
+        ref = module(batch, ema=True)
+    assert torch.allclose(out["image"], ref["image"], atol=1e-5)
+    bad = offline_wandb / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    from selfie_avatar.errors import SelfieAvatarError
+
+    with pytest.raises(SelfieAvatarError, match="bad.ckpt"):
+        load_avatar(bad)

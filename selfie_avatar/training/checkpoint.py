@@ -1,0 +1,98 @@
+"""Load a trained avatar for inference from a Lightning checkpoint, without executing code from the file.
+
+Checkpoints hold only tensors and plain Python values (``torch.load(..., weights_only=True)`` reads them). Inference
+needs the moving-average image generator plus the cached face texture and background canvas: the face and
+background generators themselves are not run once the cache exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from selfie_avatar.errors import SelfieAvatarError
+from selfie_avatar.models import ImageGenerator, ModelConfig, warp_texture
+
+
+@dataclass
+class LoadedAvatar:
+    """An avatar ready to render frames.
+
+    Attributes:
+        config: the network settings it was trained with.
+        image_generator: the EMA image generator (eval mode).
+        face_texture: (1, C_f, T, T) cached neural texture in UV space.
+        bg_canvas: (1, C_b, N, N) cached background canvas.
+        step: training step of the checkpoint.
+        loss_weights, vgg_source: what it was trained with (for reports).
+    """
+
+    config: ModelConfig
+    image_generator: ImageGenerator
+    face_texture: torch.Tensor
+    bg_canvas: torch.Tensor
+    step: int
+    loss_weights: dict
+    vgg_source: str | None
+
+    @torch.no_grad()
+    def render(self, render: torch.Tensor, uv: torch.Tensor, frame_index: torch.Tensor | None = None) -> dict:
+        """(B, 3, S, S) I_R in [-1, 1] and (B, 3, S, S) I_UV -> {'image' (B,3,S,S) in [-1,1], 'mask' (B,1,S,S)}."""
+        b = render.shape[0]
+        face = warp_texture(self.face_texture, uv)
+        bg = _centre_crop(self.bg_canvas, self.config.size, b)
+        return self.image_generator(render, face, uv[:, 2:3], bg, frame_index=frame_index)
+
+
+def _centre_crop(canvas: torch.Tensor, size: int, batch: int) -> torch.Tensor:
+    """The centred window, as ``BackgroundGenerator.crop`` takes it with no offset."""
+    n = canvas.shape[-1]
+    o = (n - size) // 2
+    return canvas[..., o:o + size, o:o + size].expand(batch, -1, -1, -1)
+
+
+def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> LoadedAvatar:
+    """Read a checkpoint written by ``selfie-avatar train``.
+
+    Raises:
+        SelfieAvatarError: the file is missing, not a selfie_avatar checkpoint, or from an incompatible version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SelfieAvatarError(f"{path} does not exist; train first (`selfie-avatar train`) or check the path")
+    try:
+        ck = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # a pickle with code in it, or a damaged file
+        raise SelfieAvatarError(f"{path} is not a checkpoint this toolkit can read safely: {exc}") from exc
+    hp = ck.get("hyper_parameters", {})
+    sd = ck.get("state_dict", {})
+    if "model" not in hp or not any(k.startswith("ema.") for k in sd):
+        raise SelfieAvatarError(f"{path} is not a selfie_avatar training checkpoint (no model settings or EMA weights)")
+    try:
+        cfg = ModelConfig(**hp["model"])
+    except TypeError as exc:
+        raise SelfieAvatarError(f"{path} was written by another version of selfie_avatar ({exc})") from exc
+    gen = ImageGenerator(cfg).to(device)
+    ema = {k[len("ema."):]: v for k, v in sd.items() if k.startswith("ema.")}
+    missing, unexpected = gen.load_state_dict(ema, strict=False)
+    if missing or unexpected:
+        raise SelfieAvatarError(f"{path} does not match this version's image generator (missing {missing[:3]}, "
+                                f"unexpected {unexpected[:3]}); it comes from another version or preset")
+    face, bg = sd.get("cache_face_texture"), sd.get("cache_bg_canvas")
+    if face is None or face.numel() == 0:
+        face, bg = _cache_from_generators(cfg, sd, device)
+    return LoadedAvatar(cfg, gen.eval(), face, bg, int(sd.get("step", torch.tensor(0))),
+                        dict(hp.get("loss_weights", {})), ck.get("vgg_source"))
+
+
+def _cache_from_generators(cfg: ModelConfig, sd: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A checkpoint from before the freeze has no cache: run the face and background generators once."""
+    from selfie_avatar.models import AvatarGenerator
+
+    gen = AvatarGenerator(cfg).to(device)
+    own = {k[len("generator."):]: v for k, v in sd.items() if k.startswith("generator.")}
+    gen.load_state_dict(own, strict=True)
+    cache = gen.eval().compute_cache()
+    return cache["face_texture"], cache["bg_canvas"]
