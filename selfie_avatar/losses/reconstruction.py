@@ -25,11 +25,14 @@ def foreground_reconstruction_loss(
     pred_mask: torch.Tensor | None = None,
     target_mask: torch.Tensor | None = None,
     mask_weight: float = 1.0,
+    background_weight: float = 0.0,
 ) -> torch.Tensor:
     """L1 between generated and real frames, weighted by the foreground matte.
 
-    Per pixel the weight is ``matte * (1 + (face_weight - 1) * face_mask)``: the background counts nothing and
-    the face ``face_weight`` times the rest of the foreground. Each frame's weighted error is divided by the
+    Per pixel the weight is ``(matte + background_weight * (1 - matte)) * (1 + (face_weight - 1) * face_mask)``:
+    with the default ``background_weight = 0`` the background counts nothing and the face ``face_weight`` times
+    the rest of the foreground. A small background weight lets the background generator learn the plate too
+    (training uses 0.2, see ``GeneratorLoss``); without it only the adversarial loss shapes the background. Each frame's weighted error is divided by the
     sum of its weights (times the channel count), so the value is a weighted mean absolute error that does not
     depend on how much of the frame the subject fills; frames are then averaged. A frame with an empty matte
     contributes 0.
@@ -46,6 +49,7 @@ def foreground_reconstruction_loss(
         pred_mask: the generator's predicted foreground mask, if it has one.
         target_mask: target for ``pred_mask`` (default: ``matte``).
         mask_weight: weight of the mask term.
+        background_weight: weight of background pixels relative to foreground ones (in [0, 1]).
 
     Returns:
         Scalar loss.
@@ -65,10 +69,12 @@ def foreground_reconstruction_loss(
     if face_weight < 0:
         raise ValueError(f"face_weight must be >= 0, got {face_weight}")
 
-    weight = matte
+    if not 0.0 <= background_weight <= 1.0:
+        raise ValueError(f"background_weight must be in [0, 1], got {background_weight}")
+    weight = matte + background_weight * (1.0 - matte) if background_weight else matte
     if face_mask is not None:
         _check_map("face_mask", face_mask, fake)
-        weight = matte * (1.0 + (face_weight - 1.0) * face_mask)
+        weight = weight * (1.0 + (face_weight - 1.0) * face_mask)
     err = (fake - real).abs().mean(dim=1, keepdim=True)
     per_frame = (weight * err).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(_EPS)
     loss = per_frame.mean()

@@ -115,6 +115,8 @@ class GeneratorLoss(nn.Module):
         cosine_scales: its pyramid scales.
         face_weight: extra weight of the face in the L1 term.
         mask_weight: weight of the predicted-mask L1 inside the reconstruction term.
+        background_weight: weight of background pixels in the L1 term relative to the foreground (0 is strictly
+            foreground; 0.2 lets the background generator learn the plate as well).
         max_positions: ID-MRF position cap per image and layer.
         vgg: an existing extractor to use (must compute the layers needed); skips loading weights.
 
@@ -139,6 +141,7 @@ class GeneratorLoss(nn.Module):
         cosine_scales: Sequence[float] = _cosine.DEFAULT_SCALES,
         face_weight: float = 2.0,
         mask_weight: float = 1.0,
+        background_weight: float = 0.2,
         max_positions: int = 4096,
         vgg: VGGFeatures | None = None,
     ) -> None:
@@ -151,6 +154,7 @@ class GeneratorLoss(nn.Module):
         self.cosine_scales = tuple(cosine_scales)
         self.face_weight = float(face_weight)
         self.mask_weight = float(mask_weight)
+        self.background_weight = float(background_weight)
         needed: list[str] = []
         if self.weights["id_mrf"] > 0:
             needed += [n for n in self.id_mrf.layers if n not in needed]
@@ -211,7 +215,8 @@ class GeneratorLoss(nn.Module):
         raw: dict[str, torch.Tensor] = {}
         if w["reconstruction"] > 0:
             raw["reconstruction"] = foreground_reconstruction_loss(
-                fake, real, matte, face_mask, self.face_weight, pred_mask, None, self.mask_weight
+                fake, real, matte, face_mask, self.face_weight, pred_mask, None, self.mask_weight,
+                self.background_weight
             )
         if w["adversarial"] > 0:
             raw["adversarial"] = g_nonsaturating_loss(fake_logits)

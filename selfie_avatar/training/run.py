@@ -173,7 +173,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.resume else None, weights_only=True)
     # The final state, also when training stopped between validations. Every rank calls it (a collective);
     # Lightning writes from rank 0 only.
-    trainer.save_checkpoint(last)
+    trainer.save_checkpoint(last, weights_only=False)  # optimiser states included: --resume needs them
     val = trainer.callback_metrics.get("val/psnr")
     return TrainResult(out, int(module.step), time.perf_counter() - t0, None if val is None else float(val), last,
                        Path(best.best_model_path) if best.best_model_path else None, module.vgg_source)

@@ -91,3 +91,18 @@ def test_bad_matte_shape_named(matte_shape):
 def test_mismatched_images_rejected():
     with pytest.raises(ValueError, match="must match"):
         foreground_reconstruction_loss(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 9), torch.rand(2, 1, 8, 8))
+
+
+def test_background_weight_counts_the_background_a_little():
+    from selfie_avatar.losses.reconstruction import foreground_reconstruction_loss
+
+    real = torch.zeros(1, 3, 8, 8)
+    fake = torch.zeros(1, 3, 8, 8)
+    fake[..., :, 4:] = 1.0  # error only in the right half
+    matte = torch.zeros(1, 1, 8, 8)
+    matte[..., :, :4] = 1.0  # foreground is the left half
+    assert foreground_reconstruction_loss(fake, real, matte) == 0
+    half = foreground_reconstruction_loss(fake, real, matte, background_weight=0.25)
+    assert half == pytest.approx(0.25 / 1.25)  # (0.25 * 32 px of error) / (32 + 0.25 * 32 weight)
+    with pytest.raises(ValueError, match="background_weight"):
+        foreground_reconstruction_loss(fake, real, matte, background_weight=2.0)

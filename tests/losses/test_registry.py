@@ -71,7 +71,9 @@ def test_no_vgg_when_no_vgg_loss(monkeypatch):
     logits = torch.randn(2, 1)
     total, terms = loss(fake, real, matte, face, fake_logits=logits)
     assert set(terms) == {"adversarial", "reconstruction"}
-    want = 0.1 * g_nonsaturating_loss(logits) + 10.0 * foreground_reconstruction_loss(fake, real, matte, face)
+    want = 0.1 * g_nonsaturating_loss(logits) + 10.0 * foreground_reconstruction_loss(
+        fake, real, matte, face, background_weight=0.2
+    )
     assert total.item() == pytest.approx(want.item(), rel=1e-6)
 
 

@@ -144,3 +144,13 @@ def test_checkpoint_loads_for_inference_with_the_cache_only(train_subject, offli
 
     with pytest.raises(SelfieAvatarError, match="bad.ckpt"):
         load_avatar(bad)
+
+
+def test_same_seed_same_run_on_cpu(train_subject, offline_wandb, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    series = []
+    for k in range(2):
+        run = offline_wandb / f"run{k}"
+        train(_cfg(train_subject, run, max_steps=3, loss=["id_mrf=0"]))
+        series.append(_series(_metrics(run), "train/reconstruction"))
+    assert series[0] == series[1]
