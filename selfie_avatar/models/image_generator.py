@@ -35,10 +35,11 @@ __all__ = ["ImageGenerator"]
 class ImageGenerator(nn.Module):
     """StyleUNet: U-Net encoder over the conditioning, StyleGAN2 decoder, soft background fusion.
 
-    The style ``w``: with ``cfg.use_time_code`` a learned per-frame code (``nn.Embedding(num_frames, style_dim)``)
-    through a mapping network, which lets the generator explain frame-specific details the face model misses;
-    when ``frame_index`` is None (reenactment: the frame is not a training frame) the mean code over all frames is
-    mapped instead. Without the time code one learned style vector is used and ``frame_index`` is ignored.
+    The style ``w``: with ``cfg.use_time_code`` a learned base code plus a learned per-frame offset
+    (``nn.Embedding(num_frames, style_dim)``, initialised at zero) through a mapping network, which lets the
+    generator explain frame-specific details the face model misses; frames never trained on keep a zero offset,
+    and ``frame_index`` None (reenactment) uses the mean offset. Without the time code the base code is the style
+    and ``frame_index`` is ignored.
 
     Args:
         cfg: model configuration (``size``, ``unet_*``, ``style_dim``, ``face_feat_channels``,
@@ -68,11 +69,13 @@ class ImageGenerator(nn.Module):
         self.from_input = ConvLayer(self.in_channels, ch[s], 1)
         self.encoder = nn.ModuleList(ResBlock(ch[r], ch[r // 2]) for r in reversed(self.resolutions[1:]))
 
+        self.style = nn.Parameter(torch.randn(1, wd))
         if cfg.use_time_code:
+            # Per-frame offsets start at zero: a frame never trained on (held out, or a reenactment frame) keeps
+            # the base code rather than a random one.
             self.time_code = nn.Embedding(cfg.num_frames, wd)
+            nn.init.zeros_(self.time_code.weight)
             self.style_mapping = MappingNetwork(wd, wd, cfg.mapping_layers, lr_mul=cfg.mapping_lr_mul)
-        else:
-            self.style = nn.Parameter(torch.randn(1, wd))
 
         self.const = nn.Parameter(torch.randn(1, ch[m], m, m))
         self.bottom = StyledConv(2 * ch[m], ch[m], 3, wd)
@@ -96,7 +99,7 @@ class ImageGenerator(nn.Module):
         if not self.cfg.use_time_code:
             return self.style.expand(batch, -1)
         if frame_index is None:
-            code = self.time_code.weight.mean(dim=0, keepdim=True).expand(batch, -1)
+            offset = self.time_code.weight.mean(dim=0, keepdim=True).expand(batch, -1)
         else:
             if frame_index.shape != (batch,) or frame_index.dtype.is_floating_point:
                 raise ValueError(f"frame_index must be an integer ({batch},) tensor, got {tuple(frame_index.shape)} "
@@ -105,8 +108,8 @@ class ImageGenerator(nn.Module):
             if lo < 0 or hi >= self.cfg.num_frames:
                 raise ValueError(f"frame_index must lie in [0, {self.cfg.num_frames - 1}] (num_frames), "
                                  f"got values in [{lo}, {hi}]")
-            code = self.time_code(frame_index.long())
-        return self.style_mapping(code)
+            offset = self.time_code(frame_index.long())
+        return self.style_mapping(self.style + offset)
 
     def _noise(self, noise: str | list | None) -> list[Tensor | None]:
         if noise is not None and not isinstance(noise, str):

@@ -132,11 +132,15 @@ def test_time_code_on_and_off(cfg):
     torch.testing.assert_close(off(*inputs, frame_index=torch.tensor([0, 1]))["image"],
                                off(*inputs, frame_index=torch.tensor([3, 2]))["image"])  # ignored without time code
     on = ImageGenerator(dataclasses.replace(cfg, use_time_code=True, num_frames=5)).eval()
+    # offsets start at zero: an untrained frame code is the base code
+    torch.testing.assert_close(on.style_vector(torch.tensor([0, 4]), B), on.style_vector(None, B))
+    with torch.no_grad():
+        on.time_code.weight.normal_()  # as if trained
     a = on(*inputs, frame_index=torch.tensor([0, 1]))["image"]
     b = on(*inputs, frame_index=torch.tensor([4, 1]))["image"]
     assert not torch.allclose(a[0], b[0])
     torch.testing.assert_close(a[1], b[1])
-    mean_w = on.style_mapping(on.time_code.weight.mean(0, keepdim=True)).expand(B, -1)
+    mean_w = on.style_mapping(on.style + on.time_code.weight.mean(0, keepdim=True)).expand(B, -1)
     torch.testing.assert_close(on.style_vector(None, B), mean_w)  # reenactment: the mean code
     assert on(*inputs)["image"].shape == a.shape
     with pytest.raises(ValueError, match="frame_index"):
