@@ -7,7 +7,7 @@ import sys
 from typing import Callable
 
 from selfie_avatar import __version__
-from selfie_avatar.config import (DemoConfig, PrepareConfig, SampleConfig, TrainConfig, add_config_arguments,
+from selfie_avatar.config import (DemoConfig, EvaluateConfig, PrepareConfig, SampleConfig, TrainConfig, add_config_arguments,
                                   config_from_args)
 from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.utils.log import get_logger, setup_logging
@@ -29,6 +29,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     result = train(config_from_args(TrainConfig, args))
     print(result.summary())
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from selfie_avatar.evaluate.run import evaluate
+
+    print(evaluate(config_from_args(EvaluateConfig, args)).summary())
     return 0
 
 
@@ -76,6 +83,8 @@ COMMANDS: dict[str, tuple[str, type | None, Callable[[argparse.Namespace], int]]
     "prepare": ("track a selfie video into a subject folder", PrepareConfig, _cmd_prepare),
     "train": ("train an avatar on a subject folder (presets tiny, cpu, full; per-loss switches)", TrainConfig,
               _cmd_train),
+    "evaluate": ("metrics of a trained run on its held-out frames (L1, PSNR, SSIM; LPIPS where available)",
+                 EvaluateConfig, _cmd_evaluate),
     "demo": ("run the main job end to end on the built-in sample (or --video)", DemoConfig, _cmd_demo),
     "sample": ("write the built-in sample clip (an animated public-domain portrait)", SampleConfig, _cmd_sample),
     "weights": ("list model files: found where, or missing and what that affects", None, _cmd_weights),

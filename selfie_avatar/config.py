@@ -111,6 +111,17 @@ class TrainConfig:
     progress: bool = _f(True, "show a progress bar")
 
 
+@dataclass
+class EvaluateConfig:
+    """Settings of ``selfie-avatar evaluate``: metrics of a trained run on its subject's held-out frames."""
+
+    run_dir: str = _f("", "run folder written by `selfie-avatar train`", positional=True)
+    checkpoint: str = _f("best", "which checkpoint: best (held-out PSNR) or last", choices=("best", "last"))
+    out: str | None = _f(None, "output folder (default: RUN_DIR/eval)")
+    batch_size: int = _f(8, "frames per batch")
+    device: str = _f("auto", "torch device: auto, cpu, cuda or cuda:N")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # dataclass <-> argparse / JSON
 

@@ -7,7 +7,7 @@ from selfie_avatar.config import PrepareConfig, config_from_args, config_from_di
 
 
 def test_every_command_has_help(capsys):
-    for cmd in ("prepare", "train", "demo", "sample", "weights"):
+    for cmd in ("prepare", "train", "evaluate", "demo", "sample", "weights"):
         with pytest.raises(SystemExit) as e:
             main([cmd, "--help"])
         assert e.value.code == 0

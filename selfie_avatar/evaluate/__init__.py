@@ -1,1 +1,1 @@
-"""evaluate stage."""
+"""Evaluation: image metrics on held-out frames, the evaluate command."""

@@ -169,6 +169,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         logger=loggers, callbacks=[best, StopAtStep()], default_root_dir=str(out),
         enable_progress_bar=cfg.progress, log_every_n_steps=1, enable_model_summary=False,
     )
+    _keep_native_signal_handlers(trainer)
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.resume else None, weights_only=True)
     # The final state, also when training stopped between validations. Every rank calls it (a collective);
@@ -177,6 +178,28 @@ def train(cfg: TrainConfig) -> TrainResult:
     val = trainer.callback_metrics.get("val/psnr")
     return TrainResult(out, int(module.step), time.perf_counter() - t0, None if val is None else float(val), last,
                        Path(best.best_model_path) if best.best_model_path else None, module.vgg_source)
+
+
+def _keep_native_signal_handlers(trainer) -> None:
+    """Make Lightning restore only the signals it actually replaced when fit ends.
+
+    Its teardown re-registers *every* signal to what Python's ``signal.getsignal`` reported, which is SIG_DFL for
+    handlers installed by native code. MediaPipe arms a SIGPROF timer with its own C handler, so after a training
+    run in the same process (a notebook kernel, the test suite) the next ``prepare`` was killed by SIGPROF.
+    """
+    import signal
+
+    conn = getattr(trainer, "_signal_connector", None)
+    if conn is None or not hasattr(conn, "teardown"):
+        return
+    replaced = {signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT}
+    teardown = conn.teardown
+
+    def narrowed() -> None:
+        conn._original_handlers = {k: v for k, v in getattr(conn, "_original_handlers", {}).items() if k in replaced}
+        teardown()
+
+    conn.teardown = narrowed
 
 
 def _strategy(name: str):

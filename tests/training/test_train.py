@@ -154,3 +154,22 @@ def test_same_seed_same_run_on_cpu(train_subject, offline_wandb, monkeypatch):
         train(_cfg(train_subject, run, max_steps=3, loss=["id_mrf=0"]))
         series.append(_series(_metrics(run), "train/reconstruction"))
     assert series[0] == series[1]
+
+
+def test_prepare_still_works_after_training_in_the_same_process(train_subject, offline_wandb, monkeypatch):
+    """Lightning's teardown used to reset MediaPipe's native SIGPROF handler, so a later prepare killed the process
+    (a notebook kernel doing prepare -> train -> prepare)."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    import signal
+
+    from selfie_avatar.config import PrepareConfig
+    from selfie_avatar.prepare.pipeline import prepare
+    from tests.prepare.conftest import build_short_sample
+
+    before = signal.getsignal(signal.SIGPROF)
+    train(_cfg(train_subject, offline_wandb / "run", max_steps=2, loss=["id_mrf=0", "cosine=0"]))
+    assert signal.getsignal(signal.SIGPROF) == before
+    clip = build_short_sample(offline_wandb / "clip.mp4", seconds=0.6)
+    res = prepare(PrepareConfig(video=str(clip), out=str(offline_wandb / "subj"), size=64, write_video=False),
+                  progress=False)
+    assert res.num_valid == res.num_frames

@@ -1,0 +1,64 @@
+"""Image metrics on held-out frames: L1, PSNR and SSIM (kornia) on the full frame and on the foreground; LPIPS
+where its ImageNet trunk is available, and otherwise reported as unavailable with the reason (never a number from
+random weights).
+"""
+
+from __future__ import annotations
+
+import torch
+from kornia.metrics import psnr, ssim
+
+SSIM_WINDOW = 11
+
+
+def frame_metrics(fake: torch.Tensor, real: torch.Tensor, matte: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per-frame metrics of images in [0, 1].
+
+    Args:
+        fake: generated frames.
+        real: real frames.
+        matte: foreground matte in [0, 1]; adds ``fg_l1``, ``fg_psnr`` and ``fg_ssim`` (matte-weighted means).
+
+    Returns:
+        {name: (B,) tensor}: ``l1``, ``psnr`` (dB), ``ssim``, and the foreground versions.
+
+    Shape:
+        - fake, real: :math:`(B, 3, H, W)`; matte: :math:`(B, 1, H, W)`.
+    """
+    if fake.shape != real.shape or fake.ndim != 4:
+        raise ValueError(f"fake {tuple(fake.shape)} and real {tuple(real.shape)} must be the same (B, C, H, W)")
+    fake, real = fake.clamp(0, 1).float(), real.clamp(0, 1).float()
+    err = (fake - real).abs()
+    out = {
+        "l1": err.flatten(1).mean(1),
+        "psnr": torch.stack([psnr(f, r, 1.0) for f, r in zip(fake, real)]),
+        "ssim": ssim(fake, real, SSIM_WINDOW).flatten(1).mean(1),
+    }
+    if matte is not None:
+        if matte.shape != (fake.shape[0], 1, *fake.shape[2:]):
+            raise ValueError(f"matte must be {(fake.shape[0], 1, *fake.shape[2:])}, got {tuple(matte.shape)}")
+        w = matte.float().expand_as(fake)
+        total = w.flatten(1).sum(1).clamp_min(1e-8)
+        out["fg_l1"] = (err * w).flatten(1).sum(1) / total
+        mse = ((fake - real) ** 2 * w).flatten(1).sum(1) / total
+        out["fg_psnr"] = 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
+        out["fg_ssim"] = (ssim(fake, real, SSIM_WINDOW) * w).flatten(1).sum(1) / total
+    return out
+
+
+def lpips_status() -> tuple[bool, str]:
+    """Whether LPIPS can be computed here, and why not.
+
+    LPIPS needs the ``lpips`` package (its linear layers ship inside it) and ImageNet AlexNet trunk weights
+    (``alexnet-owt-7be5be79.pth``, which no PyPI package ships) in a weights folder or the torch hub cache.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("lpips") is None:
+        return False, "the lpips package is not installed (pip install lpips)"
+    from selfie_avatar.assets.registry import ASSETS, asset_status
+
+    if "alexnet_imagenet" not in ASSETS or not asset_status("alexnet_imagenet").found:
+        return False, ("ImageNet AlexNet weights (alexnet-owt-7be5be79.pth) are not in a weights folder or the torch "
+                       "hub cache; LPIPS from random weights would not be LPIPS")
+    return True, "lpips (AlexNet trunk)"
