@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfie_avatar.losses.layers import layer_pairs
+
 from selfie_avatar.losses.vgg import VGGFeatures
 
 DEFAULT_LAYERS = ("relu1_2", "relu2_2", "relu3_2", "relu4_2")
@@ -63,20 +65,8 @@ def cosine_feature_loss(
         - features: :math:`(B, C_l, H_l, W_l)`, same shape for fake and real.
         - mask: :math:`(B, 1, H, W)`.
     """
-    layers = tuple(layers)
-    if not layers:
-        raise ValueError("cosine_feature_loss needs at least one layer")
-    if layer_weights is None:
-        layer_weights = (1.0,) * len(layers)
-    if len(layer_weights) != len(layers):
-        raise ValueError(f"{len(layer_weights)} layer weights for {len(layers)} layers")
     total = None
-    for name, lw in zip(layers, layer_weights):
-        if name not in fake_feats or name not in real_feats:
-            raise ValueError(f"layer {name!r} missing from the features (have {sorted(fake_feats)})")
-        f, r = fake_feats[name], real_feats[name]
-        if f.ndim != 4 or f.shape != r.shape:
-            raise ValueError(f"{name}: fake {tuple(f.shape)} and real {tuple(r.shape)} must be equal (B, C, H, W)")
+    for name, lw, f, r in layer_pairs(fake_feats, real_feats, layers, layer_weights, "cosine_feature_loss"):
         if mask is not None and (mask.ndim != 4 or mask.shape[0] != f.shape[0] or mask.shape[1] != 1):
             raise ValueError(f"mask must be ({f.shape[0]}, 1, H, W), got {tuple(mask.shape)}")
         diff = F.normalize(f, dim=1, eps=eps) - F.normalize(r, dim=1, eps=eps)

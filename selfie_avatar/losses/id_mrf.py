@@ -44,6 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfie_avatar.losses.layers import layer_pairs
+
 DEFAULT_LAYERS = ("relu3_2", "relu4_2")
 BANDWIDTH = 0.5
 REL_EPS = 1e-5
@@ -146,22 +148,10 @@ def id_mrf_loss(
         - features: :math:`(B, C_l, H_l, W_l)`, same shape for fake and real.
         - mask: :math:`(B, 1, H, W)`, any resolution.
     """
-    layers = tuple(layers)
-    if not layers:
-        raise ValueError("id_mrf_loss needs at least one layer")
-    if layer_weights is None:
-        layer_weights = (1.0,) * len(layers)
-    if len(layer_weights) != len(layers):
-        raise ValueError(f"{len(layer_weights)} layer weights for {len(layers)} layers")
     if max_positions < 2:
         raise ValueError(f"max_positions must be >= 2, got {max_positions}")
     total = None
-    for name, lw in zip(layers, layer_weights):
-        if name not in fake_feats or name not in real_feats:
-            raise ValueError(f"layer {name!r} missing from the features (have {sorted(fake_feats)})")
-        f, r = fake_feats[name], real_feats[name]
-        if f.ndim != 4 or f.shape != r.shape:
-            raise ValueError(f"{name}: fake {tuple(f.shape)} and real {tuple(r.shape)} must be equal (B, C, H, W)")
+    for name, lw, f, r in layer_pairs(fake_feats, real_feats, layers, layer_weights, "id_mrf_loss"):
         b, c, hh, ww = f.shape
         keep = None
         if mask is not None:
