@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from selfie_avatar.models import AvatarGenerator, Discriminator, ModelConfig
+from machine import cpu_name  # benchmarks/machine.py (the script's folder is on sys.path)
 
 PRESETS = ("tiny", "cpu", "full")
 
@@ -99,16 +99,6 @@ def params(cfg: ModelConfig) -> dict:
             "image_generator": count(G.image_generator), "discriminator": count(D)}
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/models.json"))
@@ -119,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
 
     report = {"benchmark": "avatar networks: parameters, train step (G + D forward/backward), inference",
-              "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": _cpu_name(),
+              "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_name(),
               "params": {}, "timings": {}}
     for name in PRESETS:
         p = report["params"][name] = params(getattr(ModelConfig, name)())

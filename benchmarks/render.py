@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import torch
 
 from selfie_avatar.render import MeshRenderer, euler_to_matrix
+from machine import cpu_name  # benchmarks/machine.py (the script's folder is on sys.path)
 
 
 def grid_mesh(nx: int = 18, ny: int = 26) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -85,16 +85,6 @@ def time_renderer(size: int, batch: int, device: torch.device, repeats: int) -> 
     }
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/render.json"))
@@ -120,7 +110,7 @@ def main() -> None:
         "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -95,18 +95,20 @@ class ForegroundReconstructionLoss(nn.Module):
     Args:
         face_weight: relative weight of the face region.
         mask_weight: weight of the predicted-mask term.
+        background_weight: weight of background pixels relative to the foreground.
 
     Shape:
         - fake, real: :math:`(B, C, H, W)`; matte, face_mask, pred_mask, target_mask: :math:`(B, 1, H, W)`.
         - Output: :math:`()`.
     """
 
-    def __init__(self, face_weight: float = 2.0, mask_weight: float = 1.0) -> None:
+    def __init__(self, face_weight: float = 2.0, mask_weight: float = 1.0, background_weight: float = 0.0) -> None:
         super().__init__()
         if face_weight < 0:
             raise ValueError(f"face_weight must be >= 0, got {face_weight}")
         self.face_weight = float(face_weight)
         self.mask_weight = float(mask_weight)
+        self.background_weight = float(background_weight)
 
     def forward(
         self,
@@ -118,8 +120,10 @@ class ForegroundReconstructionLoss(nn.Module):
         target_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         return foreground_reconstruction_loss(
-            fake, real, matte, face_mask, self.face_weight, pred_mask, target_mask, self.mask_weight
+            fake, real, matte, face_mask, self.face_weight, pred_mask, target_mask, self.mask_weight,
+            self.background_weight,
         )
 
     def extra_repr(self) -> str:
-        return f"face_weight={self.face_weight}, mask_weight={self.mask_weight}"
+        return (f"face_weight={self.face_weight}, mask_weight={self.mask_weight}, "
+                f"background_weight={self.background_weight}")

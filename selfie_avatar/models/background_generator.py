@@ -83,20 +83,7 @@ class BackgroundGenerator(nn.Module):
         n = self.canvas_size
         if canvas.dim() != 4 or canvas.shape[2:] != (n, n):
             raise ValueError(f"canvas must be (B, C, {n}, {n}), got {tuple(canvas.shape)}")
-        if offset is None:
-            offset = self.centre_offset(batch or canvas.shape[0])
-        if offset.dim() != 2 or offset.shape[1] != 2 or offset.dtype.is_floating_point:
-            raise ValueError(f"offset must be an integer (B, 2) tensor of (x, y), got {tuple(offset.shape)} "
-                             f"{offset.dtype}")
-        b = offset.shape[0]
-        if canvas.shape[0] not in (1, b):
-            raise ValueError(f"canvas batch must be 1 or {b} (the offset batch), got {tuple(canvas.shape)}")
-        offs = offset.tolist()
-        if any(not (0 <= v <= self.max_offset) for o in offs for v in o):
-            raise ValueError(f"offsets must lie in [0, {self.max_offset}], got {offs}")
-        s = self.size
-        windows = [canvas[i if canvas.shape[0] > 1 else 0, :, y:y + s, x:x + s] for i, (x, y) in enumerate(offs)]
-        return torch.stack(windows)                                               # (B, C, size, size)
+        return crop_windows(canvas, self.size, offset, batch)
 
     def forward(self, z: Tensor, noise: str | list | None = None, offset: Tensor | None = None) -> Tensor:
         """Generate the canvas for ``z`` and crop it at ``offset``.
@@ -106,3 +93,28 @@ class BackgroundGenerator(nn.Module):
         canvas = self.canvas(z, noise)                              # (B or 1, C_b, canvas, canvas)
         batch = offset.shape[0] if offset is not None else z.shape[0]
         return self.crop(canvas, offset, batch=batch)               # (B, C_b, size, size)
+
+
+def crop_windows(canvas: Tensor, size: int, offset: Tensor | None = None, batch: int | None = None) -> Tensor:
+    """Cut ``size`` x ``size`` windows out of a background canvas (see :meth:`BackgroundGenerator.crop`).
+
+    A function of the canvas alone, so inference can window a cached canvas without building the generator.
+
+    Shape:
+        - canvas: :math:`(B \\text{ or } 1, C, N, N)`; offset: :math:`(B, 2)` integer (x, y), or None (centred).
+        - Output: :math:`(B, C, size, size)`.
+    """
+    max_offset = canvas.shape[-1] - size
+    if offset is None:
+        offset = torch.full((batch or canvas.shape[0], 2), max_offset // 2, dtype=torch.long)
+    if offset.dim() != 2 or offset.shape[1] != 2 or offset.dtype.is_floating_point:
+        raise ValueError(f"offset must be an integer (B, 2) tensor of (x, y), got {tuple(offset.shape)} "
+                         f"{offset.dtype}")
+    b = offset.shape[0]
+    if canvas.shape[0] not in (1, b):
+        raise ValueError(f"canvas batch must be 1 or {b} (the offset batch), got {tuple(canvas.shape)}")
+    offs = offset.tolist()
+    if any(not (0 <= v <= max_offset) for o in offs for v in o):
+        raise ValueError(f"offsets must lie in [0, {max_offset}], got {offs}")
+    windows = [canvas[i if canvas.shape[0] > 1 else 0, :, y:y + size, x:x + size] for i, (x, y) in enumerate(offs)]
+    return torch.stack(windows)                                                   # (B, C, size, size)

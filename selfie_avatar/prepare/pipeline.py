@@ -38,6 +38,7 @@ from selfie_avatar.prepare.sequence import DETECTED, INTERPOLATED, MISSING, STAT
 from selfie_avatar.prepare.subject import FORMAT_NAME, FORMAT_VERSION, FRAME_DIRS, split_frames, write_frame_images
 from selfie_avatar.prepare.tracking import TrackingResult, fit_tracking
 from selfie_avatar.render import MeshRenderer
+from selfie_avatar.render.camera import project
 from selfie_avatar.render.rotation import matrix_to_euler
 from selfie_avatar.utils.atomic import atomic_dir, atomic_path, write_json_atomic
 from selfie_avatar.utils.device import resolve_device
@@ -236,8 +237,7 @@ def _render_batch(renderer: MeshRenderer, model, track: TrackingResult, idx: np.
     scale = torch.from_numpy(track.scale[idx]).to(device)
     trans = torch.from_numpy(track.translation[idx]).to(device)
     verts = model(expr)  # (B, V, 3) model space
-    screen = scale[:, None, None] * torch.einsum("bij,bvj->bvi", rot, verts) + trans[:, None]
-    out = renderer(screen)
+    out = renderer(project(verts, rot, scale, trans[:, :2]))  # the translation's z never changes what is in front
     valid = torch.from_numpy(track.status[idx] != MISSING).to(device)[:, None, None, None]
     render = (out["render"] * valid).permute(0, 2, 3, 1).mul(255).round().clamp(0, 255).byte().cpu().numpy()
     uv = (out["uv"] * valid).permute(0, 2, 3, 1).cpu().numpy()

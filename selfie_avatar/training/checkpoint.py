@@ -14,6 +14,7 @@ import torch
 
 from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.models import ImageGenerator, ModelConfig, warp_texture
+from selfie_avatar.models.background_generator import crop_windows
 
 
 @dataclass
@@ -42,15 +43,8 @@ class LoadedAvatar:
         """(B, 3, S, S) I_R in [-1, 1] and (B, 3, S, S) I_UV -> {'image' (B,3,S,S) in [-1,1], 'mask' (B,1,S,S)}."""
         b = render.shape[0]
         face = warp_texture(self.face_texture, uv)
-        bg = _centre_crop(self.bg_canvas, self.config.size, b)
+        bg = crop_windows(self.bg_canvas, self.config.size, batch=b)  # the centred window
         return self.image_generator(render, face, uv[:, 2:3], bg, frame_index=frame_index)
-
-
-def _centre_crop(canvas: torch.Tensor, size: int, batch: int) -> torch.Tensor:
-    """The centred window, as ``BackgroundGenerator.crop`` takes it with no offset."""
-    n = canvas.shape[-1]
-    o = (n - size) // 2
-    return canvas[..., o:o + size, o:o + size].expand(batch, -1, -1, -1)
 
 
 def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> LoadedAvatar:

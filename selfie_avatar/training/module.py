@@ -100,10 +100,10 @@ class AvatarModule(LightningModule):
             self.generator.background_generator.requires_grad_(False)
 
     def cached(self) -> dict[str, torch.Tensor | None]:
+        """The frozen generators' (1, C, N, N) outputs, or None before the freeze."""
         if not self.frozen:
             return {"face_texture": None, "bg_canvas": None}
-        return {"face_texture": self.cache_face_texture.expand(1, *self.cache_face_texture.shape[1:]),
-                "bg_canvas": self.cache_bg_canvas.expand(1, *self.cache_bg_canvas.shape[1:])}
+        return {"face_texture": self.cache_face_texture, "bg_canvas": self.cache_bg_canvas}
 
     # -- optimisation ---------------------------------------------------------------------------------------------
     def configure_optimizers(self):
