@@ -2,7 +2,7 @@
 
 Two streaming passes over the video keep memory flat for long clips:
 
-    pass 1  decode -> landmarks (per frame)            -> sequence clean-up -> crop -> tracking fit
+    pass 1  decode -> landmarks (per frame)            -> sequence clean-up -> crop -> tracking fit  (track_clip.py)
     pass 2  decode -> crop -> matte -> render I_R, I_UV -> write images, feed the background estimator
 """
 
@@ -12,9 +12,8 @@ import contextlib
 import hashlib
 import platform
 import time
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,19 +23,19 @@ from tqdm.auto import tqdm
 
 from selfie_avatar import __version__
 from selfie_avatar.config import PrepareConfig, config_to_dict
-from selfie_avatar.errors import NoFaceError, VideoError
-from selfie_avatar.face_model import BLENDSHAPE_NAMES, NUM_MESH_VERTICES, mediapipe_triangles, save_face_model
+from selfie_avatar.errors import VideoError
+from selfie_avatar.face_model import NUM_MESH_VERTICES, save_face_model
 from selfie_avatar.io.image import write_image
 from selfie_avatar.io.prefetch import prefetch
 from selfie_avatar.io.video import VideoInfo, iter_frames, probe_video
 from selfie_avatar.prepare.background import BackgroundEstimator
-from selfie_avatar.prepare.crop import CropBox, compute_crop, crop_frame
-from selfie_avatar.prepare.landmarks import MediaPipeLandmarker
+from selfie_avatar.prepare.crop import CropBox, crop_frame
 from selfie_avatar.prepare.matte import HULL_SOURCE, SEGMENTER_SOURCE, create_matter, hull_matte
 from selfie_avatar.prepare.preview import PreviewCollector
-from selfie_avatar.prepare.sequence import DETECTED, INTERPOLATED, MISSING, STATUS_NAMES, build_sequence
+from selfie_avatar.prepare.sequence import DETECTED, INTERPOLATED, MISSING, STATUS_NAMES
 from selfie_avatar.prepare.subject import FORMAT_NAME, FORMAT_VERSION, FRAME_DIRS, split_frames, write_frame_images
-from selfie_avatar.prepare.tracking import TrackingResult, fit_tracking
+from selfie_avatar.prepare.track_clip import StageTimer, track_clip
+from selfie_avatar.prepare.tracking import TrackingResult
 from selfie_avatar.render import MeshRenderer
 from selfie_avatar.render.camera import project
 from selfie_avatar.render.rotation import matrix_to_euler
@@ -45,16 +44,6 @@ from selfie_avatar.utils.device import resolve_device
 from selfie_avatar.utils.log import get_logger
 
 log = get_logger("prepare")
-
-
-@dataclass
-class StageTimer:
-    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-
-    def add(self, stage: str, t0: float) -> float:
-        t = time.perf_counter()
-        self.seconds[stage] += t - t0
-        return t
 
 
 @dataclass
@@ -111,43 +100,10 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
                          f"{cfg.min_valid_frames} frames with a face")
     device = resolve_device(cfg.device)
 
-    # ---- pass 1: landmarks -----------------------------------------------------------------------------------
-    detections = []
-    t = time.perf_counter()
-    with MediaPipeLandmarker(cfg.landmarker, min_confidence=cfg.min_confidence) as det:
-        frames = prefetch(iter_frames(cfg.video, max_frames=cfg.max_frames))
-        bar = tqdm(total=_expected(info, cfg.max_frames), desc="landmarks", unit="frame", disable=not progress)
-        frame_size = None
-        while True:
-            frame = next(frames, None)
-            t = timer.add("decode", t)
-            if frame is None:
-                break
-            frame_size = frame.shape[:2]
-            detections.append(det.detect(frame, int(round(len(detections) * 1000 / info.fps))))
-            t = timer.add("landmarks", t)
-            bar.update()
-        bar.close()
-    if not detections:
-        raise VideoError(f"{cfg.video}: no frame could be decoded; the file may be corrupt")
-    seq = build_sequence(detections, frame_size, 478, len(BLENDSHAPE_NAMES), max_gap=cfg.max_gap,
-                         min_face_px=cfg.min_face_px, source=str(cfg.video))
+    # ---- pass 1: landmarks, crop, tracking -----------------------------------------------------------------
+    clip = track_clip(cfg, progress, timer, info)
+    seq, box, lm_crop, track, multi = clip.sequence, clip.box, clip.landmarks_crop, clip.tracking, clip.multi_face_frames
     n_valid = int(seq.valid.sum())
-    if n_valid < cfg.min_valid_frames:
-        raise NoFaceError(f"{cfg.video}: only {n_valid} of {len(seq)} frames have a usable face; at least "
-                          f"{cfg.min_valid_frames} are needed")
-    multi = int((seq.num_faces > 1).sum())
-    if multi:
-        log.warning("%d frames show several faces; the largest, most central one was tracked", multi)
-
-    # ---- crop and tracking -------------------------------------------------------------------------------
-    box = compute_crop(seq.points, seq.valid, cfg.size, cfg.crop_scale, cfg.crop_shift_y)
-    lm_crop = box.points_to_crop(seq.points)
-    faces = mediapipe_triangles()
-    t = time.perf_counter()
-    track = fit_tracking(lm_crop, seq.scores, seq.status, faces, init_rotation=seq.rotation, ridge=cfg.ridge,
-                         num_pca=cfg.expression_pca, smooth_sigma=cfg.smooth_sigma)
-    timer.add("tracking", t)
     train, heldout = split_frames(seq.valid, cfg.held_out_fraction)
 
     # ---- pass 2: crop, matte, render, write ------------------------------------------------------------
@@ -222,12 +178,6 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
                            track.landmark_error_rel, matte_source, dict(timer.seconds))
     log.info("prepared %s: %d frames, landmark error %.2f px", out, n, track.landmark_error_px)
     return result
-
-
-def _expected(info: VideoInfo, max_frames: int | None) -> int | None:
-    if info.num_frames is None:
-        return max_frames
-    return min(info.num_frames, max_frames) if max_frames else info.num_frames
 
 
 @torch.no_grad()

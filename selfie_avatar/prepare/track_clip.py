@@ -1,0 +1,122 @@
+"""Pass 1 of prepare as one reusable step: a video in, its landmarks, crop and fitted tracking out.
+
+``prepare`` runs it on the subject's video; ``reenact`` runs the very same stages on a driving video, so the
+driver's codes are measured exactly the way the subject's were.
+
+    decode -> landmarks (per frame) -> sequence clean-up -> crop -> tracking fit
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from selfie_avatar.config import PrepareConfig
+from selfie_avatar.errors import NoFaceError, VideoError
+from selfie_avatar.face_model import BLENDSHAPE_NAMES, mediapipe_triangles
+from selfie_avatar.io.prefetch import prefetch
+from selfie_avatar.io.video import VideoInfo, iter_frames, probe_video
+from selfie_avatar.prepare.crop import CropBox, compute_crop
+from selfie_avatar.prepare.landmarks import MediaPipeLandmarker
+from selfie_avatar.prepare.sequence import build_sequence
+from selfie_avatar.prepare.tracking import TrackingResult, fit_tracking
+from selfie_avatar.utils.log import get_logger
+
+log = get_logger("prepare")
+
+
+@dataclass
+class StageTimer:
+    """Wall time per stage, accumulated."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def add(self, stage: str, t0: float) -> float:
+        t = time.perf_counter()
+        self.seconds[stage] += t - t0
+        return t
+
+
+@dataclass
+class TrackedClip:
+    """Pass-1 results for one video.
+
+    Attributes:
+        info: the video's stream facts.
+        sequence: per-frame landmarks, scores and status (:func:`build_sequence`).
+        box: the clip's crop.
+        landmarks_crop: (N, L, 3) landmarks in crop pixels.
+        tracking: the fitted pose, rig and codes.
+        multi_face_frames: how many frames showed several faces.
+    """
+
+    info: VideoInfo
+    sequence: object
+    box: CropBox
+    landmarks_crop: np.ndarray
+    tracking: TrackingResult
+    multi_face_frames: int
+
+    def __len__(self) -> int:
+        return len(self.tracking.status)
+
+
+def track_clip(cfg: PrepareConfig, progress: bool = True, timer: StageTimer | None = None,
+               info: VideoInfo | None = None) -> TrackedClip:
+    """Detect landmarks in every frame of ``cfg.video``, choose the crop and fit pose and codes.
+
+    Uses ``cfg.video``, ``max_frames``, ``landmarker``, ``min_confidence``, ``max_gap``, ``min_face_px``,
+    ``min_valid_frames``, ``size``, ``crop_scale``, ``crop_shift_y``, ``ridge``, ``expression_pca`` and
+    ``smooth_sigma``.
+
+    Raises:
+        VideoError: nothing decodes.
+        NoFaceError: fewer than ``cfg.min_valid_frames`` frames have a usable face.
+    """
+    timer = timer or StageTimer()
+    info = info or probe_video(cfg.video)
+    detections = []
+    t = time.perf_counter()
+    with MediaPipeLandmarker(cfg.landmarker, min_confidence=cfg.min_confidence) as det:
+        frames = prefetch(iter_frames(cfg.video, max_frames=cfg.max_frames))
+        bar = tqdm(total=_expected(info, cfg.max_frames), desc="landmarks", unit="frame", disable=not progress)
+        frame_size = None
+        while True:
+            frame = next(frames, None)
+            t = timer.add("decode", t)
+            if frame is None:
+                break
+            frame_size = frame.shape[:2]
+            detections.append(det.detect(frame, int(round(len(detections) * 1000 / info.fps))))
+            t = timer.add("landmarks", t)
+            bar.update()
+        bar.close()
+    if not detections:
+        raise VideoError(f"{cfg.video}: no frame could be decoded; the file may be corrupt")
+    seq = build_sequence(detections, frame_size, 478, len(BLENDSHAPE_NAMES), max_gap=cfg.max_gap,
+                         min_face_px=cfg.min_face_px, source=str(cfg.video))
+    n_valid = int(seq.valid.sum())
+    if n_valid < max(cfg.min_valid_frames, 2):
+        raise NoFaceError(f"{cfg.video}: only {n_valid} of {len(seq)} frames have a usable face; at least "
+                          f"{max(cfg.min_valid_frames, 2)} are needed")
+    multi = int((seq.num_faces > 1).sum())
+    if multi:
+        log.warning("%d frames show several faces; the largest, most central one was tracked", multi)
+
+    box = compute_crop(seq.points, seq.valid, cfg.size, cfg.crop_scale, cfg.crop_shift_y)
+    lm_crop = box.points_to_crop(seq.points)
+    t = time.perf_counter()
+    track = fit_tracking(lm_crop, seq.scores, seq.status, mediapipe_triangles(), init_rotation=seq.rotation,
+                         ridge=cfg.ridge, num_pca=cfg.expression_pca, smooth_sigma=cfg.smooth_sigma)
+    timer.add("tracking", t)
+    return TrackedClip(info, seq, box, lm_crop, track, multi)
+
+
+def _expected(info: VideoInfo, max_frames: int | None) -> int | None:
+    if info.num_frames is None:
+        return max_frames
+    return min(info.num_frames, max_frames) if max_frames else info.num_frames
