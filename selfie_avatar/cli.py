@@ -7,8 +7,8 @@ import sys
 from typing import Callable
 
 from selfie_avatar import __version__
-from selfie_avatar.config import (DemoConfig, EvaluateConfig, PrepareConfig, SampleConfig, TrainConfig, add_config_arguments,
-                                  config_from_args)
+from selfie_avatar.config import (AblationConfig, DemoConfig, EvaluateConfig, PrepareConfig, ReenactConfig, SampleConfig,
+                                  TrainConfig, TrainEncoderConfig, add_config_arguments, config_from_args)
 from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.utils.log import get_logger, setup_logging
 
@@ -36,6 +36,36 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from selfie_avatar.evaluate.run import evaluate
 
     print(evaluate(config_from_args(EvaluateConfig, args)).summary())
+    return 0
+
+
+def _cmd_reenact(args: argparse.Namespace) -> int:
+    from selfie_avatar.reenact.run import reenact
+
+    print(reenact(config_from_args(ReenactConfig, args)).summary())
+    return 0
+
+
+def _cmd_train_encoder(args: argparse.Namespace) -> int:
+    from selfie_avatar.training.encoder import train_encoder
+
+    print(train_encoder(config_from_args(TrainEncoderConfig, args)).summary())
+    return 0
+
+
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    from selfie_avatar.evaluate.compare import TABLE_COLUMNS, compare_runs
+    from selfie_avatar.training.ablation import run_ablation_grid
+    from selfie_avatar.utils.table import format_table
+
+    cfg = config_from_args(AblationConfig, args)
+    runs = run_ablation_grid(cfg.subject, cfg.out, preset=cfg.preset, names=cfg.ablation or None,
+                             max_steps=cfg.max_steps, max_minutes=cfg.max_minutes, seed=cfg.seed, group=cfg.group,
+                             device=cfg.device, evaluate=cfg.evaluate, overwrite=cfg.overwrite,
+                             skip_existing=cfg.skip_existing, wandb_project=cfg.wandb_project, progress=cfg.progress)
+    if cfg.evaluate:
+        print(format_table(compare_runs(runs), TABLE_COLUMNS))
+    print(f"ablation grid written to {cfg.out}")
     return 0
 
 
@@ -85,6 +115,12 @@ COMMANDS: dict[str, tuple[str, type | None, Callable[[argparse.Namespace], int]]
               _cmd_train),
     "evaluate": ("metrics of a trained run on its held-out frames (L1, PSNR, SSIM; LPIPS where available)",
                  EvaluateConfig, _cmd_evaluate),
+    "reenact": ("drive a trained avatar with another video's expressions and head motion", ReenactConfig,
+                _cmd_reenact),
+    "train-encoder": ("train the 3DMM encoder (pose and expression codes from a crop) on a subject folder",
+                      TrainEncoderConfig, _cmd_train_encoder),
+    "ablate": ("the loss ablation grid: one run per switched-off loss, equal budgets and seeds, one W&B group",
+               AblationConfig, _cmd_ablate),
     "demo": ("run the main job end to end on the built-in sample (or --video)", DemoConfig, _cmd_demo),
     "sample": ("write the built-in sample clip (an animated public-domain portrait)", SampleConfig, _cmd_sample),
     "weights": ("list model files: found where, or missing and what that affects", None, _cmd_weights),

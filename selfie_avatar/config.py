@@ -122,6 +122,75 @@ class EvaluateConfig:
     device: str = _f("auto", "torch device: auto, cpu, cuda or cuda:N")
 
 
+@dataclass
+class AblationConfig:
+    """Settings of ``selfie-avatar ablate``: the loss ablation grid (equal budgets and seeds, one W&B group)."""
+
+    subject: str = _f("", "subject folder written by `selfie-avatar prepare`", positional=True)
+    out: str = _f("", "grid folder (one run folder per ablation inside)", required=True)
+    preset: str = _f("cpu", "training preset of every run", choices=("tiny", "cpu", "full"))
+    ablation: list[str] = field(default_factory=list, metadata={
+        "help": "which ablations, in order (default: all: full, no_id_mrf, no_cosine, no_reconstruction, "
+                "no_adversarial)"})
+    max_steps: int | None = _f(None, "steps per run (without --max-minutes, the preset's time limit is lifted)")
+    max_minutes: float | None = _f(None, "time limit per run (equal time is not equal steps)")
+    seed: int = _f(0, "random seed of every run")
+    group: str | None = _f(None, "Weights & Biases group (default: the grid folder's name and the start time)")
+    wandb_project: str = _f("selfie-avatar", "Weights & Biases project")
+    device: str = _f("auto", "torch device: auto, cpu, cuda or cuda:N")
+    evaluate: bool = _f(True, "evaluate each run's last checkpoint on the held-out frames")
+    overwrite: bool = _f(False, "delete and redo run folders that exist")
+    skip_existing: bool = _f(False, "keep run folders that already finished")
+    progress: bool = _f(True, "show progress bars")
+
+
+@dataclass
+class TrainEncoderConfig:
+    """Settings of ``selfie-avatar train-encoder``: a CNN that regresses pose and expression codes from a crop."""
+
+    subject: str = _f("", "subject folder written by `selfie-avatar prepare`", positional=True)
+    out: str = _f("", "output folder (config.json, encoder.ckpt, metrics.json; written atomically)", required=True)
+    size: int = _f(128, "crop side the encoder runs at (the subject's frames are resized to it)")
+    width: int = _f(32, "channels of the network's first stage (they double per stage, up to 8x)")
+    max_steps: int = _f(3000, "stop after this many training steps")
+    max_minutes: float | None = _f(10.0, "stop after this many minutes of training (the learning rate decays to fit)")
+    batch_size: int = _f(32, "crops per step")
+    lr: float = _f(2e-3, "peak learning rate (AdamW, warm-up then cosine decay)")
+    augment: bool = _f(True, "random scale, shift, in-plane rotation, colour, blur and noise (targets follow)")
+    seed: int = _f(0, "random seed (initialisation, data order, augmentation)")
+    device: str = _f("auto", "torch device: auto, cpu, cuda or cuda:N")
+    num_workers: int = _f(0, "data loader worker processes")
+    overwrite: bool = _f(False, "replace an existing output folder")
+    progress: bool = _f(True, "show progress bars")
+
+
+@dataclass
+class ReenactConfig:
+    """Settings of ``selfie-avatar reenact``: a driving video's expressions and head motion on the trained subject."""
+
+    run_dir: str = _f("", "run folder written by `selfie-avatar train`", positional=True)
+    driver: str = _f("", "driving video (another person, or the same one)", required=True)
+    out: str = _f("", "avatar video to write (.mp4); the side-by-side video goes beside it", required=True)
+    checkpoint: str = _f("best", "which checkpoint: best (held-out PSNR) or last", choices=("best", "last"))
+    pose: str = _f("relative", "head pose: relative (driver's motion from its first frame, on the subject's rest "
+                   "pose) or absolute (the driver's pose as it sits in its crop)", choices=("relative", "absolute"))
+    neutral: str = _f("first", "expression: first (changes from the driver's first frame, on the subject's rest "
+                      "expression) or none (the driver's scores as they are)", choices=("first", "none"))
+    expression_scale: float = _f(1.0, "strength of the transferred expression (0 freezes it, >1 exaggerates)")
+    rest_frame: int | None = _f(None, "subject frame the motion starts from (default: its most frontal, calm "
+                                "training frame)")
+    fast: bool = _f(False, "codes from the 3DMM encoder (train it with `selfie-avatar train-encoder`) instead of "
+                    "per-frame landmarks and fitting")
+    encoder: str | None = _f(None, "encoder checkpoint for --fast (default: RUN_DIR/encoder/encoder.ckpt)")
+    paste_back: bool = _f(True, "paste the avatar into the subject's full-resolution frame (else write the crop)")
+    side_by_side: bool = _f(True, "also write OUT_side_by_side.mp4: driver | avatar")
+    max_frames: int | None = _f(None, "use at most this many driver frames")
+    batch_size: int = _f(8, "frames per generator batch")
+    device: str = _f("auto", "torch device: auto, cpu, cuda or cuda:N")
+    landmarker: str | None = _f(None, "path to face_landmarker.task (default: resolved from the weights folders)")
+    progress: bool = _f(True, "show progress bars")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # dataclass <-> argparse / JSON
 

@@ -7,7 +7,6 @@ loss set, VGG source and commit), ``grid.png`` (real | generated | error map) an
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ import numpy as np
 import torch
 
 from selfie_avatar.config import EvaluateConfig, config_to_dict
-from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.evaluate.metrics import frame_metrics, lpips_status
 from selfie_avatar.io.image import write_image
 from selfie_avatar.io.video_writer import VideoWriter
@@ -57,18 +55,12 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
     Raises:
         SelfieAvatarError: the run folder, its checkpoint or its subject is missing.
     """
-    from selfie_avatar.prepare.subject import Subject
-    from selfie_avatar.training.checkpoint import load_avatar
+    from selfie_avatar.training.checkpoint import open_run
     from selfie_avatar.training.data import SubjectFrames
 
-    run = Path(cfg.run_dir)
-    if not (run / "config.json").is_file():
-        raise SelfieAvatarError(f"{run} is not a training run folder (no config.json); run `selfie-avatar train`")
-    record = json.loads((run / "config.json").read_text())
-    ckpt = run / "checkpoints" / f"{cfg.checkpoint}.ckpt"
     device = resolve_device(cfg.device)
-    avatar = load_avatar(ckpt, device)
-    subject = Subject(record["subject"])
+    opened = open_run(cfg.run_dir, cfg.checkpoint, device)
+    run, record, ckpt, avatar, subject = opened.root, opened.record, opened.checkpoint, opened.avatar, opened.subject
     held = subject.heldout_indices or subject.train_indices[-1:]
     data = SubjectFrames(subject, held, size=avatar.config.size, cache=False)
     untrained = _untrained(avatar, device)

@@ -70,7 +70,11 @@ def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> LoadedA
         raise SelfieAvatarError(f"{path} was written by another version of selfie_avatar ({exc})") from exc
     gen = ImageGenerator(cfg).to(device)
     ema = {k[len("ema."):]: v for k, v in sd.items() if k.startswith("ema.")}
-    missing, unexpected = gen.load_state_dict(ema, strict=False)
+    try:
+        missing, unexpected = gen.load_state_dict(ema, strict=False)
+    except RuntimeError as exc:  # same names, other shapes: other network settings than the ones recorded
+        raise SelfieAvatarError(f"{path} does not match its own recorded settings or this version's image "
+                                f"generator; it comes from another version or preset ({str(exc)[:300]})") from exc
     if missing or unexpected:
         raise SelfieAvatarError(f"{path} does not match this version's image generator (missing {missing[:3]}, "
                                 f"unexpected {unexpected[:3]}); it comes from another version or preset")
@@ -90,3 +94,38 @@ def _cache_from_generators(cfg: ModelConfig, sd: dict, device) -> tuple[torch.Te
     gen.load_state_dict(own, strict=True)
     cache = gen.eval().compute_cache()
     return cache["face_texture"], cache["bg_canvas"]
+
+
+@dataclass
+class TrainedRun:
+    """A training run folder opened for inference: its record, avatar and subject."""
+
+    root: Path
+    record: dict
+    checkpoint: Path
+    avatar: LoadedAvatar
+    subject: object  # selfie_avatar.prepare.subject.Subject
+
+
+def open_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu") -> TrainedRun:
+    """Open ``RUN_DIR``: read ``config.json``, load ``checkpoints/<checkpoint>.ckpt`` and the subject folder.
+
+    Raises:
+        SelfieAvatarError: not a run folder, no such checkpoint, or the subject folder is gone.
+    """
+    import json
+
+    from selfie_avatar.prepare.subject import Subject
+
+    run = Path(run_dir)
+    if not (run / "config.json").is_file():
+        raise SelfieAvatarError(f"{run} is not a training run folder (no config.json); run `selfie-avatar train`")
+    record = json.loads((run / "config.json").read_text())
+    ckpt = run / "checkpoints" / f"{checkpoint}.ckpt"
+    avatar = load_avatar(ckpt, device)
+    try:
+        subject = Subject(record["subject"])
+    except (KeyError, FileNotFoundError, ValueError) as exc:
+        raise SelfieAvatarError(f"{run}: its subject folder cannot be read ({exc}); inference needs the subject's "
+                                f"face model and tracking") from exc
+    return TrainedRun(run, record, ckpt, avatar, subject)

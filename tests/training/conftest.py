@@ -32,3 +32,21 @@ def offline_wandb(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(train_subject, tmp_path_factory):
+    """A run folder trained for 12 steps with the tiny preset on ``train_subject`` (W&B disabled): enough for
+    inference tests, which check plumbing and consistency, not quality."""
+    import os
+    from unittest import mock
+
+    from selfie_avatar.config import TrainConfig
+    from selfie_avatar.training.run import train
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    run = root / "run"
+    with mock.patch.dict(os.environ, {"WANDB_MODE": "disabled", "HOME": str(root / "home")}):
+        train(TrainConfig(subject=str(train_subject), out=str(run), preset="tiny", max_steps=12, progress=False,
+                          device="cpu", loss=["id_mrf=0", "cosine=0"]))
+    return run

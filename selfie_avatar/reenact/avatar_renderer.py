@@ -1,0 +1,88 @@
+"""Codes in, avatar frames out: the subject's face model posed by head codes, rendered to ``I_R`` and ``I_UV``
+exactly as prepare renders them, then the trained image generator.
+
+This is the one path from codes to pixels; ``reenact``, the live loop and the sliders all go through it.
+
+    codes (HeadCodes, subject crop pixels)
+      -> face_model(expression)            (B, V, 3) model space
+      -> project(R, s * k, t * k)          (B, V, 3) screen space at the avatar's size (k = avatar / subject size)
+      -> MeshRenderer                      I_R (B, 3, S, S) quantised to 8 bits like the PNGs training read,
+                                           I_UV (B, 3, S, S)
+      -> LoadedAvatar.render               image (B, 3, S, S) in [-1, 1]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from selfie_avatar.face_model import FaceModel
+from selfie_avatar.reenact.codes import HeadCodes
+from selfie_avatar.render import MeshRenderer
+from selfie_avatar.render.camera import project
+
+
+class AvatarRenderer(torch.nn.Module):
+    """Render a trained avatar from head codes.
+
+    Args:
+        avatar: the loaded avatar (:func:`~selfie_avatar.training.checkpoint.load_avatar`).
+        face_model: the subject's face model (``Subject.face_model()``).
+        subject_size: the crop side the codes are measured in (the subject folder's ``size``).
+
+    Example:
+        >>> renderer = AvatarRenderer(avatar, subject.face_model(), subject.size)   # doctest: +SKIP
+        >>> out = renderer(HeadCodes.from_tracking(subject.tracking, [0]))          # doctest: +SKIP
+        >>> out["image"].shape                                                       # doctest: +SKIP
+        torch.Size([1, 3, 256, 256])
+    """
+
+    def __init__(self, avatar, face_model: FaceModel, subject_size: int) -> None:
+        super().__init__()
+        if subject_size <= 0:
+            raise ValueError(f"subject_size must be positive, got {subject_size}")
+        self.avatar = avatar
+        self.face_model = face_model
+        self.size = int(avatar.config.size)
+        self.factor = self.size / float(subject_size)
+        self.mesh = MeshRenderer((self.size, self.size), face_model.faces, face_model.uv)
+        device = avatar.face_texture.device
+        self.face_model.to(device)
+        self.mesh.to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.avatar.face_texture.device
+
+    @torch.no_grad()
+    def geometry(self, codes: HeadCodes) -> dict[str, torch.Tensor]:
+        """``render`` (B, 3, S, S) in [-1, 1] and ``uv`` (B, 3, S, S) for the codes, at the avatar's size."""
+        if codes.expression.shape[1] != self.face_model.num_expression:
+            raise ValueError(f"codes have {codes.expression.shape[1]} expression entries, the subject's face model "
+                             f"takes {self.face_model.num_expression}")
+        dev = self.device
+        c = codes.scaled(self.factor)
+        verts = self.face_model(torch.from_numpy(c.expression).to(dev))
+        screen = project(verts, torch.from_numpy(c.rotation).to(dev), torch.from_numpy(c.scale).to(dev),
+                         torch.from_numpy(c.translation).to(dev))
+        out = self.mesh(screen)
+        # Training saw I_R through 8-bit PNGs; quantise the same way so the generator gets what it knows.
+        render = out["render"].mul(255).round().div(127.5).sub(1)
+        return {"render": render, "uv": out["uv"]}
+
+    @torch.no_grad()
+    def forward(self, codes: HeadCodes, frame_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Avatar frames for the codes.
+
+        Returns:
+            dict with ``image`` (B, 3, S, S) in [-1, 1], ``mask`` (B, 1, S, S), ``render`` and ``uv`` as in
+            :meth:`geometry`.
+        """
+        geo = self.geometry(codes)
+        out = self.avatar.render(geo["render"], geo["uv"], frame_index)
+        return {"image": out["image"], "mask": out["mask"], **geo}
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()

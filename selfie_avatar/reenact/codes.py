@@ -1,0 +1,149 @@
+"""Head codes and how a driver's motion is put on the trained subject.
+
+A frame's codes, in the conventions of ``tracking.npz`` (crop pixels of a ``size`` x ``size`` crop):
+
+    rotation     (N, 3, 3)  head rotation, model -> camera
+    scale        (N,)       crop pixels per model unit
+    translation  (N, 2)     screen position of the model origin, crop pixels
+    expression   (N, E)     the 52 MediaPipe blendshape scores, then the subject's own PCA codes
+
+The 52 scores are person-independent, so a driver's scores can drive the subject's rig directly. Everything else
+is the driver's own: its face size, where it sits in its crop, how its "neutral" face scores. So by default
+(``pose='relative'``, ``neutral='first'``) only *changes* are transferred:
+
+    R_out = R_d[f] R_d[0]^T R_rest                                  head turns relative to the driver's first frame
+    s_out = s_rest * s_d[f] / s_d[0]
+    t_out = t_rest + (t_d[f] - t_d[0]) * s_rest / s_d[0]           moves, in units of the driver's face size
+    e_out = clip(e_rest + k * (e_d[f] - e_d[0]), 0, 1)             expression change, strength k
+
+where ``rest`` is one of the subject's training frames (frontal and calm by default). ``pose='absolute'`` copies
+the driver's pose as it sits in its own crop; ``neutral='none'`` copies its scores as they are (times k).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from selfie_avatar.face_model import NUM_BLENDSHAPES
+from selfie_avatar.render.rotation import matrix_to_euler
+
+POSE_MODES = ("relative", "absolute")
+NEUTRAL_MODES = ("first", "none")
+
+
+@dataclass
+class HeadCodes:
+    """Per-frame pose and expression (see the module docstring for the conventions)."""
+
+    rotation: np.ndarray
+    scale: np.ndarray
+    translation: np.ndarray
+    expression: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.rotation)
+        self.rotation = np.asarray(self.rotation, np.float32).reshape(n, 3, 3)
+        self.scale = np.asarray(self.scale, np.float32).reshape(n)
+        self.translation = np.asarray(self.translation, np.float32)[:, :2].reshape(n, 2)
+        self.expression = np.asarray(self.expression, np.float32).reshape(n, -1)
+
+    def __len__(self) -> int:
+        return len(self.rotation)
+
+    def __getitem__(self, idx) -> "HeadCodes":
+        idx = np.atleast_1d(np.arange(len(self))[idx])
+        return HeadCodes(self.rotation[idx], self.scale[idx], self.translation[idx], self.expression[idx])
+
+    @classmethod
+    def from_tracking(cls, tracking: dict | object, indices=None) -> "HeadCodes":
+        """Codes of a ``tracking.npz`` dict (or a :class:`TrackingResult`), optionally a subset of frames."""
+        get = (lambda k: tracking[k]) if isinstance(tracking, dict) else (lambda k: getattr(tracking, k))
+        idx = slice(None) if indices is None else np.asarray(indices)
+        return cls(get("rotation")[idx], get("scale")[idx], get("translation")[idx], get("expression")[idx])
+
+    def scaled(self, factor: float) -> "HeadCodes":
+        """The same codes for a crop ``factor`` times larger (pixels scale, rotation and expression do not)."""
+        return HeadCodes(self.rotation, self.scale * factor, self.translation * factor, self.expression)
+
+
+def hold_missing(codes: HeadCodes, valid: np.ndarray) -> HeadCodes:
+    """Frames without a face hold the last valid frame's codes (leading ones take the first valid frame's).
+
+    Raises:
+        ValueError: no frame is valid.
+    """
+    valid = np.asarray(valid, bool)
+    if len(valid) != len(codes):
+        raise ValueError(f"valid has {len(valid)} entries for {len(codes)} frames")
+    if not valid.any():
+        raise ValueError("no frame has a face to take codes from")
+    src = np.where(valid, np.arange(len(valid)), -1)
+    src = np.maximum.accumulate(src)
+    src[src < 0] = np.flatnonzero(valid)[0]
+    return codes[src]
+
+
+def choose_rest_frame(tracking: dict, candidates: list[int]) -> int:
+    """The subject frame the driver's motion starts from: the most frontal, calmest of ``candidates``.
+
+    Score = |yaw| + |pitch| + |roll| in degrees + 20 * mean blendshape score: a frontal face with a closed mouth
+    and open eyes, which the first frames of a driving clip usually resemble too.
+    """
+    if not candidates:
+        raise ValueError("no candidate frames for the rest pose")
+    idx = np.asarray(candidates)
+    import torch
+
+    euler = np.degrees(matrix_to_euler(torch.from_numpy(np.asarray(tracking["rotation"][idx], np.float32))).numpy())
+    calm = np.asarray(tracking["expression"][idx, :NUM_BLENDSHAPES]).mean(1)
+    score = np.abs(euler).sum(1) + 20 * calm
+    return int(idx[int(np.argmin(score))])
+
+
+def transfer(driver: HeadCodes, rest: HeadCodes, pose: str = "relative", neutral: str = "first",
+             expression_scale: float = 1.0, reference: int = 0) -> HeadCodes:
+    """Put a driver's head motion and expression on the subject.
+
+    Args:
+        driver: the driver's codes, every frame valid (see :func:`hold_missing`), in a crop of the subject's size.
+        rest: the subject's rest codes, one frame.
+        pose: ``relative`` (motion relative to the driver's ``reference`` frame, applied to the rest pose) or
+            ``absolute`` (the driver's pose as it sits in its crop).
+        neutral: ``first`` (expression changes relative to the reference frame, added to the rest expression) or
+            ``none`` (the driver's scores as they are).
+        expression_scale: strength k of the transferred expression (1 = as measured, 0 = frozen).
+        reference: the driver frame taken as its neutral pose and expression.
+
+    Returns:
+        the subject's codes, one per driver frame; expression has the subject's width (its PCA codes are the rest
+        frame's: they are this person's own, no driver measures them).
+    """
+    if pose not in POSE_MODES:
+        raise ValueError(f"pose must be one of {POSE_MODES}, got {pose!r}")
+    if neutral not in NEUTRAL_MODES:
+        raise ValueError(f"neutral must be one of {NEUTRAL_MODES}, got {neutral!r}")
+    if len(rest) != 1:
+        raise ValueError(f"rest must hold one frame, got {len(rest)}")
+    if not 0 <= reference < len(driver):
+        raise ValueError(f"reference frame {reference} is outside the driver's {len(driver)} frames")
+    if driver.expression.shape[1] < NUM_BLENDSHAPES:
+        raise ValueError(f"driver expression has {driver.expression.shape[1]} entries, needs the "
+                         f"{NUM_BLENDSHAPES} blendshape scores first")
+    n = len(driver)
+    R0, s0, t0 = driver.rotation[reference], driver.scale[reference], driver.translation[reference]
+    if pose == "relative":
+        rot = driver.rotation @ R0.T @ rest.rotation[0]
+        scale = rest.scale[0] * driver.scale / s0
+        trans = rest.translation[0] + (driver.translation - t0) * (rest.scale[0] / s0)
+    else:
+        rot, scale, trans = driver.rotation, driver.scale, driver.translation
+    d = driver.expression[:, :NUM_BLENDSHAPES]
+    expr = np.repeat(rest.expression, n, axis=0)
+    if neutral == "first":
+        expr[:, :NUM_BLENDSHAPES] += expression_scale * (d - d[reference])
+    else:
+        expr[:, :NUM_BLENDSHAPES] = expression_scale * d
+    expr[:, :NUM_BLENDSHAPES] = expr[:, :NUM_BLENDSHAPES].clip(0, 1)
+    return HeadCodes(rot, scale, trans, expr)

@@ -1,0 +1,140 @@
+"""A driving video's head codes, measured two ways.
+
+* :func:`track_driver` runs prepare's own pass 1 (:func:`~selfie_avatar.prepare.track_clip.track_clip`): landmarks
+  in every frame, one crop, the pose and expression fit. Accurate; about the cost of prepare's first pass.
+* :func:`encode_driver` (``--fast``) finds the face once to place the crop, then regresses every frame's codes
+  with the trained 3DMM encoder: no per-frame landmarks or fitting.
+
+Both return codes in a crop of the subject's size, with frames that show no face marked invalid.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from selfie_avatar.config import PrepareConfig
+from selfie_avatar.errors import NoFaceError
+from selfie_avatar.io.prefetch import prefetch
+from selfie_avatar.io.video import VideoInfo, iter_frames, probe_video
+from selfie_avatar.prepare.crop import CropBox, compute_crop, crop_frame
+from selfie_avatar.prepare.sequence import MISSING
+from selfie_avatar.reenact.codes import HeadCodes
+
+
+@dataclass
+class DriverCodes:
+    """A driver's codes.
+
+    Attributes:
+        codes: per-frame codes (invalid frames hold arbitrary values until :func:`hold_missing`).
+        valid: (N,) frames with a face.
+        box: the driver's crop.
+        info: the driver video's stream facts.
+        method: ``tracked`` or ``encoder``.
+        seconds: wall time per stage.
+    """
+
+    codes: HeadCodes
+    valid: np.ndarray
+    box: CropBox
+    info: VideoInfo
+    method: str
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
+def track_driver(video: str, size: int, max_frames: int | None = None, landmarker: str | None = None,
+                 progress: bool = True) -> DriverCodes:
+    """Landmarks, crop and fit on every frame of ``video``, exactly as ``prepare`` measures a subject.
+
+    Raises:
+        NoFaceError: the driver never shows a usable face (fewer than 2 frames).
+        VideoError: the file is missing or unreadable.
+    """
+    from selfie_avatar.prepare.track_clip import StageTimer, track_clip
+
+    cfg = PrepareConfig(video=str(video), out="-", size=size, max_frames=max_frames, landmarker=landmarker)
+    timer = StageTimer()
+    t = time.perf_counter()
+    try:
+        clip = track_clip(cfg, progress=progress, timer=timer)
+    except NoFaceError as exc:
+        raise NoFaceError(f"the driving video shows no usable face: {exc}") from exc
+    timer.seconds["total"] = time.perf_counter() - t
+    return DriverCodes(HeadCodes.from_tracking(clip.tracking), clip.tracking.status != MISSING, clip.box, clip.info,
+                       "tracked", dict(timer.seconds))
+
+
+def find_face_box(video: str, size: int, landmarker: str | None = None, max_search: int = 150,
+                  crop_scale: float = 2.0, crop_shift_y: float = -0.10) -> tuple[CropBox, int]:
+    """The crop for the fast path: from the first frame (of the first ``max_search``) where a face is found.
+
+    Returns:
+        the crop box and the index of the frame it came from.
+
+    Raises:
+        NoFaceError: no face in the first ``max_search`` frames.
+    """
+    from selfie_avatar.prepare.landmarks import MediaPipeLandmarker
+
+    with MediaPipeLandmarker(landmarker, video=False) as det:
+        for i, frame in enumerate(iter_frames(video, max_frames=max_search)):
+            d = det.detect(frame)
+            if d.found:
+                return compute_crop(d.points[None], np.ones(1, bool), size, crop_scale, crop_shift_y), i
+    raise NoFaceError(f"{video}: no face in its first {max_search} frames; the fast path needs one to place the crop")
+
+
+@torch.no_grad()
+def encode_driver(video: str, encoder, size: int, max_frames: int | None = None, landmarker: str | None = None,
+                  batch_size: int = 16, progress: bool = True) -> DriverCodes:
+    """Codes of every frame from the 3DMM encoder, in a crop of side ``size`` placed once (:func:`find_face_box`).
+
+    Args:
+        encoder: a loaded encoder with ``predict(crops (B, 3, s, s) in [-1, 1]) -> dict`` and ``size`` (its input
+            side); see :func:`selfie_avatar.training.encoder.load_encoder`.
+    """
+    info = probe_video(video)
+    t0 = time.perf_counter()
+    box, _ = find_face_box(video, size, landmarker)
+    t_box = time.perf_counter() - t0
+    enc_box = CropBox(box.x0, box.y0, box.side, int(encoder.size))
+    factor = size / float(encoder.size)
+    parts: list[dict] = []
+    t_enc = 0.0
+    frames = prefetch(iter_frames(video, max_frames=max_frames))
+    bar = tqdm(total=info.num_frames if max_frames is None else max_frames, desc="encoder", unit="frame",
+               disable=not progress)
+    batch: list[np.ndarray] = []
+
+    def flush() -> None:
+        nonlocal t_enc
+        t = time.perf_counter()
+        crops = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+        out = encoder.predict(crops)
+        parts.append({k: v.float().cpu().numpy() for k, v in out.items()})
+        t_enc += time.perf_counter() - t
+        bar.update(len(batch))
+        batch.clear()
+
+    for frame in frames:
+        batch.append(crop_frame(frame, enc_box))
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    bar.close()
+    if not parts:
+        raise NoFaceError(f"{video}: no frame could be decoded")
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    codes = HeadCodes(cat["rotation"], cat["scale"], cat["translation"], cat["expression"]).scaled(factor)
+    n = len(codes)
+    return DriverCodes(codes, np.ones(n, bool), box, info, "encoder",
+                       {"find_face": t_box, "encoder": t_enc, "encoder_ms_per_frame": 1000 * t_enc / n})
