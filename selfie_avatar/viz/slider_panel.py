@@ -1,0 +1,155 @@
+"""The ipywidgets panel around :func:`~selfie_avatar.viz.sliders.slider_images`.
+
+Sliders for every expression code (grouped: brows, eyes, cheeks and nose, mouth, jaw, then the rest), head yaw,
+pitch, roll, position and size; the avatar image, ``I_R`` and a plotly mesh view update when a slider is released
+(``continuous_update=False``: one generator call per change, not per pixel dragged). Buttons reset to neutral (the
+rest frame) and snap to any training frame's codes.
+
+Tests drive it without displaying it (``panel.sliders[name].value = ...``), which is what a notebook user does with
+the mouse.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from selfie_avatar.face_model import BLENDSHAPE_GROUPS
+from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
+from selfie_avatar.reenact.codes import HeadCodes, choose_rest_frame
+from selfie_avatar.viz.sliders import SliderValues, slider_images
+
+POSE_RANGES = {"yaw": (-45.0, 45.0), "pitch": (-30.0, 30.0), "roll": (-30.0, 30.0), "zoom": (0.7, 1.3)}
+
+
+def _png(image: np.ndarray) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
+    return buf.tobytes()
+
+
+def group_codes(names: list[str]) -> dict[str, list[str]]:
+    """Expression code names by slider group; names outside the blendshape groups go to ``other``."""
+    groups: dict[str, list[str]] = {g: [n for n in members if n in names] for g, members in BLENDSHAPE_GROUPS.items()}
+    seen = {n for members in groups.values() for n in members}
+    groups["other"] = [n for n in names if n not in seen]
+    return {g: m for g, m in groups.items() if m}
+
+
+class SliderPanel:
+    """Interactive sliders for a trained avatar.
+
+    Args:
+        renderer: the avatar renderer.
+        subject: the subject folder (:class:`~selfie_avatar.prepare.subject.Subject`), for the rest and training
+            frames' codes.
+        mesh_view: add the plotly 3D mesh view (a ``FigureWidget``).
+
+    Attributes:
+        sliders: name -> slider widget (expression names, ``yaw``, ``pitch``, ``roll``, ``tx``, ``ty``, ``zoom``).
+        widget: the whole panel, to ``display``.
+        last: the images of the latest update (:func:`slider_images`'s dict).
+    """
+
+    def __init__(self, renderer: AvatarRenderer, subject, mesh_view: bool = True) -> None:
+        import ipywidgets as w
+
+        self.renderer, self.subject = renderer, subject
+        self.names = renderer.face_model.expression_names
+        self.tracking = subject.tracking
+        self.rest_frame = choose_rest_frame(self.tracking, subject.train_indices)
+        rest = HeadCodes.from_tracking(self.tracking, [self.rest_frame])
+        self.rest_scale = float(rest.scale[0])
+        self.neutral = SliderValues.from_codes(rest, self.rest_scale)
+        self._updating = False
+        self.sliders: dict[str, w.FloatSlider] = {}
+        tabs = []
+        for group, members in group_codes(self.names).items():
+            lo = -3.0 if group == "other" else 0.0  # PCA / FLAME codes are signed, blendshape scores are not
+            hi = 3.0 if group == "other" else 1.0
+            box = []
+            for n in members:
+                s = w.FloatSlider(min=lo, max=hi, step=0.01, description=n, continuous_update=False,
+                                  style={"description_width": "150px"}, layout=w.Layout(width="420px"))
+                self.sliders[n] = s
+                box.append(s)
+            tabs.append((group, w.VBox(box)))
+        size = float(subject.size)
+        ranges = dict(POSE_RANGES, tx=(0.0, size), ty=(0.0, size))
+        pose = []
+        for n in ("yaw", "pitch", "roll", "tx", "ty", "zoom"):
+            lo, hi = ranges[n]
+            s = w.FloatSlider(min=lo, max=hi, step=0.01 if n == "zoom" else 0.5, description=n,
+                              continuous_update=False)
+            self.sliders[n] = s
+            pose.append(s)
+        tab = w.Tab(children=[b for _, b in tabs] + [w.VBox(pose)])
+        for k, (g, _) in enumerate(tabs):
+            tab.set_title(k, g)
+        tab.set_title(len(tabs), "pose")
+        self.reset_button = w.Button(description="reset to neutral")
+        self.frame_picker = w.Dropdown(options=list(subject.train_indices), value=self.rest_frame,
+                                       description="frame")
+        self.snap_button = w.Button(description="snap to frame")
+        self.reset_button.on_click(lambda _: self.reset())
+        self.snap_button.on_click(lambda _: self.snap(int(self.frame_picker.value)))
+        self.image = w.Image(format="png")
+        self.render_image = w.Image(format="png")
+        self.mesh = None
+        views = [w.VBox([w.Label("avatar"), self.image]), w.VBox([w.Label("I_R"), self.render_image])]
+        if mesh_view:
+            import plotly.graph_objects as go
+
+            self.mesh = go.FigureWidget(layout=dict(width=360, height=360, margin=dict(l=0, r=0, t=0, b=0),
+                                                    scene=dict(aspectmode="data")))
+            views.append(self.mesh)
+        self.widget = w.VBox([w.HBox(views), w.HBox([self.reset_button, self.frame_picker, self.snap_button]), tab])
+        for s in self.sliders.values():
+            s.observe(self._on_change, names="value")
+        self.last: dict = {}
+        self.set_values(self.neutral)
+
+    # -- state <-> widgets ------------------------------------------------------------------------------------
+    def values(self) -> SliderValues:
+        """The current slider values."""
+        v = {k: self.sliders[k].value for k in ("yaw", "pitch", "roll", "tx", "ty", "zoom")}
+        return SliderValues(tuple(self.sliders[n].value for n in self.names), **v)
+
+    def set_values(self, values: SliderValues) -> None:
+        """Move every slider at once, then update the views once."""
+        self._updating = True
+        try:
+            for n, x in zip(self.names, values.expression):
+                self.sliders[n].value = float(x)
+            for k in ("yaw", "pitch", "roll", "tx", "ty", "zoom"):
+                self.sliders[k].value = float(getattr(values, k))
+        finally:
+            self._updating = False
+        self.update()
+
+    def reset(self) -> None:
+        self.set_values(self.neutral)
+
+    def snap(self, frame: int) -> None:
+        """Set the sliders to a training frame's tracked codes."""
+        self.set_values(SliderValues.from_codes(HeadCodes.from_tracking(self.tracking, [frame]), self.rest_scale))
+
+    def _on_change(self, _change) -> None:
+        if not self._updating:
+            self.update()
+
+    def update(self) -> dict:
+        """Recompute the images for the current values and show them."""
+        # Slider widgets round to their step; the images follow what the sliders show.
+        self.last = slider_images(self.renderer, self.values(), self.rest_scale)
+        self.image.value = _png(self.last["image"])
+        self.render_image.value = _png(self.last["render"])
+        if self.mesh is not None:
+            from selfie_avatar.viz.mesh3d import mesh_figure
+
+            fig = mesh_figure(self.last["vertices"], self.last["faces"])
+            with self.mesh.batch_update():
+                self.mesh.data = []
+                for trace in fig.data:
+                    self.mesh.add_trace(trace)
+        return self.last
