@@ -7,8 +7,8 @@ import sys
 from typing import Callable
 
 from selfie_avatar import __version__
-from selfie_avatar.config import (AblationConfig, DemoConfig, EvaluateConfig, PrepareConfig, ReenactConfig, SampleConfig,
-                                  TrainConfig, TrainEncoderConfig, add_config_arguments, config_from_args)
+from selfie_avatar.config import (AblationConfig, DemoConfig, EvaluateConfig, ExportConfig, LiveConfig, PrepareConfig,
+                                  ReenactConfig, SampleConfig, TrainConfig, TrainEncoderConfig, add_config_arguments, config_from_args)
 from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.utils.log import get_logger, setup_logging
 
@@ -43,6 +43,20 @@ def _cmd_reenact(args: argparse.Namespace) -> int:
     from selfie_avatar.reenact.run import reenact
 
     print(reenact(config_from_args(ReenactConfig, args)).summary())
+    return 0
+
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    from selfie_avatar.reenact.live import live
+
+    print(live(config_from_args(LiveConfig, args)).summary())
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from selfie_avatar.reenact.export import export_onnx
+
+    print(export_onnx(config_from_args(ExportConfig, args)).summary())
     return 0
 
 
@@ -117,6 +131,8 @@ COMMANDS: dict[str, tuple[str, type | None, Callable[[argparse.Namespace], int]]
                  EvaluateConfig, _cmd_evaluate),
     "reenact": ("drive a trained avatar with another video's expressions and head motion", ReenactConfig,
                 _cmd_reenact),
+    "live": ("the real-time loop: webcam or video in, avatar out, frames per second shown", LiveConfig, _cmd_live),
+    "export": ("export the real-time generator to ONNX (verified with onnxruntime)", ExportConfig, _cmd_export),
     "train-encoder": ("train the 3DMM encoder (pose and expression codes from a crop) on a subject folder",
                       TrainEncoderConfig, _cmd_train_encoder),
     "ablate": ("the loss ablation grid: one run per switched-off loss, equal budgets and seeds, one W&B group",

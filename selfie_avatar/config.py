@@ -46,6 +46,14 @@ class PrepareConfig:
     segmenter: str | None = _f(None, "path to selfie_segmentation.tflite (default: resolved from the weights folders)")
     batch_size: int = _f(16, "frames per rendering batch")
     write_video: bool = _f(True, "write tracking.mp4 (frames | render | matte side by side)")
+    face_model: str = _f("blendshape", "face model to track: blendshape (built from the video, no licence needed) "
+                         "or flame (needs the FLAME model file)", choices=("blendshape", "flame"))
+    flame: str | None = _f(None, "FLAME model file (generic_model.pkl or flame2023.pkl; default: $SELFIE_AVATAR_FLAME, "
+                           "then the weights folders)")
+    landmark_embedding: str | None = _f(None, "FLAME landmark embedding (mediapipe_landmark_embedding.npz, "
+                                        "landmark_embedding.npy or flame_static_embedding.pkl; default: beside the "
+                                        "FLAME file, then the weights folders)")
+    flame_expression: int = _f(50, "FLAME expression coefficients tracked per frame (plus the jaw's 3)")
 
 
 @dataclass
@@ -189,6 +197,40 @@ class ReenactConfig:
     device: str = _f("auto", "torch device: auto, cpu, cuda or cuda:N")
     landmarker: str | None = _f(None, "path to face_landmarker.task (default: resolved from the weights folders)")
     progress: bool = _f(True, "show progress bars")
+
+
+@dataclass
+class ExportConfig:
+    """Settings of ``selfie-avatar export``: the real-time generator as ONNX, verified with onnxruntime."""
+
+    run_dir: str = _f("", "run folder written by `selfie-avatar train`", positional=True)
+    onnx: str = _f("", "ONNX file to write", required=True)
+    checkpoint: str = _f("best", "which checkpoint: best (held-out PSNR) or last", choices=("best", "last"))
+
+
+@dataclass
+class LiveConfig:
+    """Settings of ``selfie-avatar live``: webcam or video in, avatar out, in real time."""
+
+    run_dir: str = _f("", "run folder written by `selfie-avatar train`", positional=True)
+    source: str = _f("webcam", "webcam, webcam:N (device index) or a video file")
+    out: str | None = _f(None, "video written when there is no display (default: RUN_DIR/live/live.mp4)")
+    display: str = _f("auto", "show a window: auto (when a display exists), yes, no (write --out)",
+                      choices=("auto", "yes", "no"))
+    codes: str = _f("auto", "codes from the encoder (fast), from per-frame landmarks, or auto (encoder if trained)",
+                    choices=("auto", "encoder", "landmarks"))
+    encoder: str | None = _f(None, "encoder checkpoint (default: RUN_DIR/encoder/encoder.ckpt)")
+    path: str = _f("eager", "generator inference path (compile, channels_last, bf16; fp16 on CUDA)",
+                   choices=("eager", "channels_last", "compile", "bf16", "fp16"))
+    checkpoint: str = _f("best", "which checkpoint: best (held-out PSNR) or last", choices=("best", "last"))
+    pose: str = _f("relative", "head pose: relative (from the first frame) or absolute", choices=("relative", "absolute"))
+    neutral: str = _f("first", "expression: first (changes from the first frame) or none", choices=("first", "none"))
+    expression_scale: float = _f(1.0, "strength of the transferred expression")
+    max_frames: int | None = _f(None, "stop after this many frames")
+    search_frames: int = _f(150, "look for a face in at most this many first frames")
+    device: str = _f("auto", "torch device: auto, cpu, cuda or cuda:N")
+    landmarker: str | None = _f(None, "path to face_landmarker.task (default: resolved from the weights folders)")
+    progress: bool = _f(True, "print frames per second while writing")
 
 
 # ---------------------------------------------------------------------------------------------------------------

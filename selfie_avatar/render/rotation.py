@@ -1,4 +1,5 @@
-"""Rotations as 3x3 matrices: Euler angles (yaw, pitch, roll), axis-angle (Rodrigues), projection onto SO(3).
+"""Rotations as 3x3 matrices: Euler angles (yaw, pitch, roll), axis-angle (Rodrigues), the continuous 6D
+representation (Gram-Schmidt), projection onto SO(3).
 
 Axes follow screen / OpenCV camera coordinates: x right, y down, z away from the camera (right-handed).
 
@@ -27,6 +28,8 @@ __all__ = [
     "axis_angle_to_matrix",
     "matrix_to_axis_angle",
     "orthonormalize",
+    "rotation_6d_to_matrix",
+    "matrix_to_rotation_6d",
 ]
 
 # Below this |cos(pitch)| the yaw and roll axes coincide (to float32 precision) and cannot be told apart.
@@ -220,3 +223,46 @@ def orthonormalize(M: Tensor) -> Tensor:
     ones = torch.ones_like(d)
     D = torch.stack([ones, ones, d], dim=-1)
     return (U * D[..., None, :]) @ Vh
+
+
+def rotation_6d_to_matrix(d6: Tensor, eps: float = 1e-8) -> Tensor:
+    """Rotation matrices from the continuous 6D representation (Zhou et al., CVPR 2019) by Gram-Schmidt.
+
+    The two 3-vectors are the matrix's first two rows before orthonormalisation; the third row is their cross
+    product. Unlike Euler angles or quaternions the map is continuous and surjective, which suits regression.
+
+    Args:
+        d6: two stacked 3-vectors ``(a1, a2)``; any pair that is not parallel gives a rotation.
+        eps: floor of the norms divided by, so a degenerate pair gives a finite (if arbitrary) result.
+
+    Returns:
+        Rotation matrices with rows ``b1 = a1 / |a1|``, ``b2`` = the unit part of ``a2`` orthogonal to ``b1``,
+        ``b3 = b1 x b2`` (so det = +1).
+
+    Shape:
+        - d6: :math:`(..., 6)`
+        - output: :math:`(..., 3, 3)`
+    """
+    if not isinstance(d6, Tensor):
+        raise TypeError(f"d6 must be a torch.Tensor, got {type(d6).__name__}")
+    if d6.dim() < 1 or d6.shape[-1] != 6:
+        raise ValueError(f"d6 must have shape (..., 6), got {tuple(d6.shape)}")
+    if not d6.is_floating_point():
+        raise ValueError(f"d6 must be a floating point tensor, got {d6.dtype}")
+    a1, a2 = d6[..., :3], d6[..., 3:]
+    b1 = a1 / a1.norm(dim=-1, keepdim=True).clamp_min(eps)
+    a2 = a2 - (b1 * a2).sum(-1, keepdim=True) * b1
+    b2 = a2 / a2.norm(dim=-1, keepdim=True).clamp_min(eps)
+    return torch.stack([b1, b2, torch.linalg.cross(b1, b2, dim=-1)], dim=-2)
+
+
+def matrix_to_rotation_6d(R: Tensor) -> Tensor:
+    """The 6D representation of rotation matrices (their first two rows); the inverse of
+    :func:`rotation_6d_to_matrix` on rotation matrices.
+
+    Shape:
+        - R: :math:`(..., 3, 3)`
+        - output: :math:`(..., 6)`
+    """
+    _check_matrix(R)
+    return R[..., :2, :].reshape(*R.shape[:-2], 6)
