@@ -89,8 +89,8 @@ class TrainConfig:
 
     subject: str = _f("", "subject folder written by `selfie-avatar prepare`", positional=True)
     out: str = _f("", "run folder (config, checkpoints, logs, image panels)", required=True)
-    preset: str = _f("cpu", "tiny (tests), cpu (about 10 minutes on 2 cores) or full (one GPU, 512 px)",
-                     choices=("tiny", "cpu", "full"))
+    preset: str = _f("cpu", "tiny (tests), cpu (about 10 minutes on 2 cores), lite (256 px, real time on a CPU) "
+                     "or full (one GPU, 512 px)", choices=("tiny", "cpu", "lite", "full"))
     loss: list[str] = field(default_factory=list, metadata={
         "help": "loss switch/weight as NAME=WEIGHT, e.g. --loss id_mrf=0 --loss cosine=0.5 "
                 "(names: adversarial, reconstruction, id_mrf, cosine)"})
@@ -136,7 +136,7 @@ class AblationConfig:
 
     subject: str = _f("", "subject folder written by `selfie-avatar prepare`", positional=True)
     out: str = _f("", "grid folder (one run folder per ablation inside)", required=True)
-    preset: str = _f("cpu", "training preset of every run", choices=("tiny", "cpu", "full"))
+    preset: str = _f("cpu", "training preset of every run", choices=("tiny", "cpu", "lite", "full"))
     ablation: list[str] = field(default_factory=list, metadata={
         "help": "which ablations, in order (default: all: full, no_id_mrf, no_cosine, no_reconstruction, "
                 "no_adversarial)"})

@@ -139,6 +139,14 @@ class ModelConfig:
         return cls(**{**kw, **overrides})
 
     @classmethod
+    def lite(cls, **overrides) -> ModelConfig:
+        """256 px with narrow channels: real-time inference on a CPU (the live loop's CPU preset)."""
+        kw = dict(size=256, texture_size=256, style_dim=128, mapping_layers=4, channel_base=2048, channel_max=128,
+                  face_feat_channels=16, bg_feat_channels=16, unet_channel_base=2048, unet_channel_max=64,
+                  unet_min_res=16, disc_channel_base=2048, disc_channel_max=128)
+        return cls(**{**kw, **overrides})
+
+    @classmethod
     def full(cls, **overrides) -> ModelConfig:
         """512 px with StyleAvatar-like channel counts (512 at low resolution, 32 at 512 px): one GPU."""
         kw = dict(size=512, texture_size=512, style_dim=512, mapping_layers=8, channel_base=16384, channel_max=512,

@@ -1,5 +1,5 @@
-"""Training presets: ``tiny`` (tests, seconds), ``cpu`` (the demo: about 10 minutes on 2 CPU cores), ``full``
-(one GPU, 512 px). A preset fills every training setting the user did not give on the command line."""
+"""Training presets: ``tiny`` (tests, seconds), ``cpu`` (the demo: about 10 minutes on 2 CPU cores), ``lite``
+(256 px, narrow: an avatar that runs in real time on a CPU; 20 minutes), ``full`` (one GPU, 512 px). A preset fills every training setting the user did not give on the command line."""
 
 from __future__ import annotations
 
@@ -31,10 +31,13 @@ def get_preset(name: str) -> Preset:
         return Preset(ModelConfig.cpu(), batch_size=4, max_steps=100_000, max_minutes=10.0, lr_g=2e-3, lr_d=2e-3,
                       freeze_after=300, ema_decay=0.995, val_every=100, image_every=100,
                       r1_interval=16)
+    if name == "lite":  # 256 px with narrow channels: the real-time CPU avatar (ModelConfig.lite)
+        return Preset(ModelConfig.lite(), batch_size=2, max_steps=100_000, max_minutes=20.0, lr_g=2e-3, lr_d=2e-3,
+                      freeze_after=300, ema_decay=0.995, val_every=100, image_every=100, r1_interval=16)
     if name == "full":
         return Preset(ModelConfig.full(), batch_size=8, max_steps=200_000, max_minutes=None, lr_g=2e-3, lr_d=2e-3,
                       freeze_after=100_000, ema_decay=0.999, val_every=2000, image_every=1000, r1_interval=16)
-    raise ValueError(f"unknown preset {name!r}; choose tiny, cpu or full")
+    raise ValueError(f"unknown preset {name!r}; choose tiny, cpu, lite or full")
 
 
-PRESETS = ("tiny", "cpu", "full")
+PRESETS = ("tiny", "cpu", "lite", "full")
