@@ -69,15 +69,23 @@ class SampleConfig:
 
 @dataclass
 class DemoConfig:
-    """Settings of ``selfie-avatar demo``: the main job end to end on the built-in sample (or your video)."""
+    """Settings of ``selfie-avatar demo``: the main job end to end on the built-in sample (or your video):
+    prepare, train, evaluate on the held-out frames, reenact with a driving clip."""
 
     out: str = _f("outputs/demo", "output folder")
     video: str | None = _f(None, "your own selfie video instead of the built-in sample")
-    seconds: float = _f(12.0, "length of the built-in sample clip")
+    driver: str | None = _f(None, "driving video for the reenactment (default: a second built-in clip, the sample "
+                            "with another motion and expression schedule)")
+    seconds: float = _f(12.0, "length of the built-in sample clips")
     size: int = _f(256, "crop side used by prepare")
     max_frames: int | None = _f(None, "use at most this many frames")
+    preset: str = _f("cpu", "training preset (cpu: about 10 minutes on 2 CPU cores)",
+                     choices=("tiny", "cpu", "lite", "full"))
+    max_minutes: float | None = _f(None, "training time limit (default: the preset's)")
+    max_steps: int | None = _f(None, "training step limit (default: the preset's)")
     device: str = _f("auto", "torch device: auto, cpu, cuda or cuda:N")
     seed: int = _f(0, "random seed")
+    overwrite: bool = _f(True, "redo every stage in an existing output folder")
 
 
 @dataclass

@@ -1,7 +1,12 @@
 """``selfie-avatar demo``: the main job end to end on the built-in sample clip (or your own video).
 
-Today: build the sample clip, prepare it into a subject folder, and point at the preview. Training, evaluation
-and reenactment join this command as those stages land.
+    [1/5] clips     the built-in sample (or --video), and a second built-in clip to drive it (or --driver)
+    [2/5] prepare   -> OUT/subject/   landmarks, crop, tracking, I_R, I_UV, matte, background, preview
+    [3/5] train     -> OUT/run/       the avatar with the cpu preset (about 10 minutes on 2 CPU cores)
+    [4/5] evaluate  -> OUT/eval/      held-out L1, PSNR, SSIM (LPIPS where its weights exist), grid, video
+    [5/5] reenact   -> OUT/reenact/   the avatar driven by the driving clip, alone and beside the driver
+
+Ends with a one-screen summary, also written to ``OUT/summary.json``.
 """
 
 from __future__ import annotations
@@ -9,36 +14,122 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from selfie_avatar.config import DemoConfig, PrepareConfig, SampleConfig, save_config
+from selfie_avatar.config import (DemoConfig, EvaluateConfig, PrepareConfig, ReenactConfig, SampleConfig, TrainConfig,
+                                  save_config)
+from selfie_avatar.utils.atomic import write_json_atomic
 from selfie_avatar.utils.log import get_logger
 
 log = get_logger("demo")
 
 
 def run_demo(cfg: DemoConfig) -> dict:
-    """Run the demo into ``cfg.out``; returns a summary dict (also printed)."""
+    """Run the demo into ``cfg.out``; returns the summary dict (also printed and written to summary.json)."""
+    from selfie_avatar.evaluate.run import evaluate
     from selfie_avatar.prepare.pipeline import prepare
+    from selfie_avatar.reenact.run import reenact
     from selfie_avatar.sample.clip import build_sample_clip
+    from selfie_avatar.training.run import train
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "demo_config.json")
-    t0 = time.perf_counter()
+    seconds: dict[str, float] = {}
+    t0 = t = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        seconds[name] = now - t
+        t = now
+
     if cfg.video is None:
         video = out / "sample.mp4"
-        print(f"[1/2] building the built-in sample clip -> {video}")
+        print(f"[1/5] building the built-in sample clip -> {video}")
         build_sample_clip(SampleConfig(out=str(video), seconds=cfg.seconds, seed=cfg.seed))
     else:
         video = Path(cfg.video)
-        print(f"[1/2] using your video {video}")
+        print(f"[1/5] using your video {video}")
+    if cfg.driver is None:
+        driver = out / "driver.mp4"
+        print(f"      building the driving clip (the sample with another motion schedule) -> {driver}")
+        build_sample_clip(SampleConfig(out=str(driver), seconds=cfg.seconds, seed=cfg.seed + 1))
+    else:
+        driver = Path(cfg.driver)
+    lap("clips")
+
     subject = out / "subject"
-    print(f"[2/2] preparing -> {subject}")
-    result = prepare(PrepareConfig(video=str(video), out=str(subject), size=cfg.size, max_frames=cfg.max_frames,
-                                   device=cfg.device, overwrite=True))
-    wall = time.perf_counter() - t0
-    print()
-    print(result.summary())
-    print(f"  preview: {subject / 'preview.png'}")
-    print(f"  tracking video: {subject / 'tracking.mp4'}")
-    print(f"demo finished in {wall:.1f} s; everything is under {out}")
-    return {"subject": str(subject), "wall_seconds": wall, "landmark_error_px": result.landmark_error_px}
+    print(f"[2/5] preparing -> {subject}")
+    prepared = prepare(PrepareConfig(video=str(video), out=str(subject), size=cfg.size, max_frames=cfg.max_frames,
+                                     device=cfg.device, overwrite=cfg.overwrite))
+    print(prepared.summary())
+    lap("prepare")
+
+    run = out / "run"
+    print(f"[3/5] training the avatar ({cfg.preset} preset) -> {run}")
+    trained = train(TrainConfig(subject=str(subject), out=str(run), preset=cfg.preset, max_minutes=cfg.max_minutes,
+                                max_steps=cfg.max_steps, seed=cfg.seed, device=cfg.device, overwrite=cfg.overwrite,
+                                run_name="demo"))
+    print(trained.summary())
+    lap("train")
+
+    print(f"[4/5] evaluating on the held-out frames -> {out / 'eval'}")
+    checkpoint = "best" if trained.best_checkpoint else "last"
+    evaluated = evaluate(EvaluateConfig(run_dir=str(run), checkpoint=checkpoint, out=str(out / "eval"),
+                                        device=cfg.device))
+    lap("evaluate")
+
+    print(f"[5/5] reenacting with {driver} -> {out / 'reenact'}")
+    reenacted = reenact(ReenactConfig(run_dir=str(run), driver=str(driver), out=str(out / "reenact" / "avatar.mp4"),
+                                      checkpoint=checkpoint, device=cfg.device))
+    lap("reenact")
+    seconds["total"] = time.perf_counter() - t0
+
+    m = evaluated.means
+    summary = {
+        "out": str(out), "video": str(video), "driver": str(driver), "seconds": seconds,
+        "prepare": {"frames": prepared.num_frames, "train_frames": prepared.num_train,
+                    "heldout_frames": prepared.num_heldout, "landmark_error_px": prepared.landmark_error_px,
+                    "matte": prepared.matte_source},
+        "train": {"preset": cfg.preset, "steps": trained.steps, "minutes": trained.seconds / 60,
+                  "val_psnr": trained.val_psnr, "vgg_source": trained.vgg_source},
+        "heldout": {k: m[k] for k in ("l1", "psnr", "ssim", "fg_psnr", "untrained_psnr") if k in m}
+                   | {"lpips": m.get("lpips"), "lpips_note": evaluated.lpips},
+        "generator_frames_per_second": evaluated.frames_per_second,
+        "reenact": {"frames": reenacted.frames, "fps": reenacted.generator_fps},
+        "files": {"preview": str(subject / "preview.png"), "tracking_video": str(subject / "tracking.mp4"),
+                  "grid": str(out / "eval" / "grid.png"), "heldout_video": str(out / "eval" / "heldout.mp4"),
+                  "avatar_video": str(reenacted.video),
+                  "side_by_side_video": str(reenacted.side_by_side) if reenacted.side_by_side else None},
+    }
+    write_json_atomic(out / "summary.json", summary)
+    print(format_summary(summary))
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    """The one-screen summary of a demo run."""
+    h, sec, f = s["heldout"], s["seconds"], s["files"]
+    lp = f"{h['lpips']:.4f}" if h.get("lpips") is not None else f"unavailable ({h['lpips_note']})"
+    lines = [
+        "",
+        "=" * 78,
+        f"selfie_avatar demo finished in {sec['total'] / 60:.1f} min; everything is under {s['out']}",
+        "=" * 78,
+        f"prepare   {s['prepare']['frames']} frames ({s['prepare']['train_frames']} train, "
+        f"{s['prepare']['heldout_frames']} held out), landmark error {s['prepare']['landmark_error_px']:.2f} px, "
+        f"{sec['prepare']:.0f} s",
+        f"train     {s['train']['preset']} preset: {s['train']['steps']} steps in {s['train']['minutes']:.1f} min "
+        f"(VGG: {s['train']['vgg_source']})",
+        f"held out  PSNR {h['psnr']:.2f} dB (untrained {h['untrained_psnr']:.2f}), SSIM {h['ssim']:.3f}, "
+        f"L1 {h['l1']:.4f}, foreground PSNR {h['fg_psnr']:.2f} dB",
+        f"          LPIPS {lp}",
+        f"speed     generator {s['generator_frames_per_second']:.1f} frames/s; reenact {s['reenact']['frames']} "
+        f"frames at {s['reenact']['fps']:.1f} frames/s (render + generator)",
+        "look at",
+        f"  {f['preview']}          tracking contact sheet",
+        f"  {f['grid']}             real | generated | error, held-out frames",
+        f"  {f['side_by_side_video']}   driver | avatar",
+        f"  {f['avatar_video']}",
+        "=" * 78,
+    ]
+    return "\n".join(lines)

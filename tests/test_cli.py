@@ -1,13 +1,16 @@
 import json
+from pathlib import Path
 
 import pytest
 
 from selfie_avatar.cli import build_parser, main
 from selfie_avatar.config import PrepareConfig, config_from_args, config_from_dict, load_config, save_config
+from selfie_avatar.io.video import probe_video
 
 
 def test_every_command_has_help(capsys):
-    for cmd in ("prepare", "train", "evaluate", "demo", "sample", "weights"):
+    for cmd in ("prepare", "train", "evaluate", "reenact", "live", "export", "train-encoder", "ablate", "demo",
+                "sample", "weights"):
         with pytest.raises(SystemExit) as e:
             main([cmd, "--help"])
         assert e.value.code == 0
@@ -45,10 +48,18 @@ def test_weights_lists_every_asset(capsys):
     assert "face_landmarker.task" in out and "selfie_segmentation.tflite" in out
 
 
-def test_demo_runs_end_to_end_on_the_builtin_sample(tmp_path, capsys):
+def test_demo_runs_end_to_end_on_the_builtin_sample(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--seconds", "1.2", "--size", "64", "--device", "cpu"]) == 0
+    assert main(["demo", "--out", str(out), "--seconds", "1.2", "--size", "64", "--device", "cpu",
+                 "--preset", "tiny"]) == 0
     printed = capsys.readouterr().out
-    assert "landmark reprojection error" in printed and str(out) in printed
+    assert "landmark reprojection error" in printed and "demo finished" in printed and str(out) in printed
     assert (out / "sample.mp4").is_file() and (out / "subject" / "preview.png").is_file()
     assert json.loads((out / "demo_config.json").read_text())["size"] == 64
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["heldout"]["psnr"] > summary["heldout"]["untrained_psnr"]
+    for key in ("grid", "heldout_video", "avatar_video", "side_by_side_video"):
+        assert Path(summary["files"][key]).is_file(), key
+    assert probe_video(summary["files"]["avatar_video"]).num_frames == probe_video(out / "driver.mp4").num_frames
