@@ -1,0 +1,107 @@
+"""Read evaluated runs back and put them side by side: one row per run with its loss set and held-out metrics.
+
+Everything comes from files (``RUN/config.json`` and ``RUN/eval/metrics.json``), so runs trained elsewhere, on
+another day or another machine, compare the same way as the ones just trained.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from selfie_avatar.errors import SelfieAvatarError
+from selfie_avatar.io.image import read_image
+
+__all__ = ["METRICS", "TABLE_COLUMNS", "compare_runs", "eval_samples"]
+
+#: Held-out metrics of a comparison row (means over the held-out frames; fg_: foreground only). LPIPS is None
+#: where it is unavailable (``lpips_note`` says why).
+METRICS = ("l1", "psnr", "ssim", "lpips", "fg_l1", "fg_psnr", "fg_ssim", "fg_lpips", "untrained_psnr")
+#: The columns worth a first look, in order.
+TABLE_COLUMNS = ("name", "losses_off", "step", "l1", "psnr", "ssim", "lpips", "fg_psnr", "untrained_psnr")
+#: Which direction is better, for figure labels.
+HIGHER_IS_BETTER = {"l1": False, "fg_l1": False, "lpips": False, "fg_lpips": False, "psnr": True, "fg_psnr": True,
+                    "ssim": True, "fg_ssim": True, "untrained_psnr": True}
+
+
+def _read_json(path: Path, fix: str) -> dict:
+    if not path.is_file():
+        raise SelfieAvatarError(f"{path} is missing; {fix}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SelfieAvatarError(f"{path} is not valid JSON ({exc}); {fix}") from exc
+
+
+def compare_runs(run_dirs: Sequence[str | Path], eval_dir: str = "eval") -> list[dict]:
+    """One row per run, from its files.
+
+    Args:
+        run_dirs: training run folders, each evaluated (``selfie-avatar evaluate RUN`` writes ``RUN/eval``).
+        eval_dir: the evaluation folder inside each run (``evaluate --out`` elsewhere: give its name here).
+
+    Returns:
+        Rows (plain dicts, in the order given) with ``name`` (the folder name), ``run`` (its path), ``group`` (the
+        W&B group), ``losses_off`` (the switched-off losses, or ``"none"``), ``loss_weights``, ``step`` (of the
+        evaluated checkpoint), ``seed``, ``frames`` (held-out frames), every entry of :data:`METRICS`,
+        ``lpips_note``, ``vgg_source`` and ``subject``. Show them with ``utils.table.Table(rows, TABLE_COLUMNS)``.
+
+    Raises:
+        SelfieAvatarError: a folder is not a training run or has not been evaluated (the message names the file
+            and the command that writes it).
+    """
+    if isinstance(run_dirs, (str, Path)):
+        raise TypeError("compare_runs takes a list of run folders, not one folder")
+    rows = []
+    for run in map(Path, run_dirs):
+        config = _read_json(run / "config.json", "this is not a run folder written by `selfie-avatar train`")
+        metrics = _read_json(run / eval_dir / "metrics.json", f"run `selfie-avatar evaluate {run}` first")
+        mean = metrics.get("mean", {})
+        train_cfg = config.get("train_config", {})
+        weights = config.get("loss_weights", {})
+        off = [name for name, w in weights.items() if float(w) == 0]
+        row = {
+            "name": run.name, "run": str(run), "group": train_cfg.get("wandb_group"),
+            "losses_off": ", ".join(off) if off else "none", "loss_weights": weights,
+            "step": metrics.get("step"), "seed": train_cfg.get("seed"), "frames": len(metrics.get("frames", [])),
+        }
+        for key in METRICS:
+            value = mean.get(key)
+            row[key] = float(value) if isinstance(value, (int, float)) else None
+        row["lpips_note"] = metrics.get("lpips_note")
+        row["vgg_source"] = metrics.get("vgg_source") or config.get("vgg_source")
+        row["subject"] = config.get("subject")
+        rows.append(row)
+    return rows
+
+
+def eval_samples(run_dir: str | Path, count: int = 3, eval_dir: str = "eval") -> dict[str, list[np.ndarray]]:
+    """Held-out crops of an evaluated run, read from its ``grid.png`` (rows of real | generated | error map).
+
+    Args:
+        run_dir: an evaluated run folder.
+        count: how many held-out frames (spread over the grid's rows; fewer when the grid has fewer).
+
+    Returns:
+        ``{"real": [...], "generated": [...], "error": [...]}``, each a list of ``(S, S, 3)`` uint8 images.
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    path = Path(run_dir) / eval_dir / "grid.png"
+    if not path.is_file():
+        raise SelfieAvatarError(f"{path} is missing; run `selfie-avatar evaluate {run_dir}` first")
+    grid = read_image(path)
+    side = grid.shape[1] // 3
+    if side == 0 or grid.shape[1] != 3 * side or grid.shape[0] % side:
+        raise SelfieAvatarError(f"{path} is not an evaluation grid (rows of three square panels)")
+    rows = grid.shape[0] // side
+    picks = np.linspace(0, rows - 1, min(count, rows)).round().astype(int)
+    out: dict[str, list[np.ndarray]] = {"real": [], "generated": [], "error": []}
+    for r in picks:
+        line = grid[r * side:(r + 1) * side]
+        for k, key in enumerate(out):
+            out[key].append(line[:, k * side:(k + 1) * side])
+    return out
