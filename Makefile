@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= outputs/demo
 
-.PHONY: demo test install benchmark clean
+.PHONY: demo test install benchmark strip-notebooks clean
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ test: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/prepare.py
+	$(BIN)/python benchmarks/inference.py
+
+strip-notebooks: $(STAMP)
+	$(BIN)/python tools/strip_notebooks.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
