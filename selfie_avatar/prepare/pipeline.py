@@ -250,7 +250,8 @@ def _meta(cfg, info, seq, box, track, train, heldout, matte_source, bg_hole_frac
                        "num_triangles": int(track.model.faces.shape[0]),
                        "num_expression": int(track.model.num_expression),
                        "expression_names": track.model.expression_names,
-                       "topology": f"mediapipe face mesh ({NUM_MESH_VERTICES} vertices)"},
+                       "topology": getattr(track.model, "topology",
+                                           f"mediapipe face mesh ({NUM_MESH_VERTICES} vertices)")},
         "landmark_error_px": track.landmark_error_px,
         "landmark_error_rel": track.landmark_error_rel,
         "landmark_error_note": "mean 2D distance between fitted mesh vertices and detected landmarks over detected "

@@ -71,14 +71,18 @@ def track_clip(cfg: PrepareConfig, progress: bool = True, timer: StageTimer | No
 
     Uses ``cfg.video``, ``max_frames``, ``landmarker``, ``min_confidence``, ``max_gap``, ``min_face_px``,
     ``min_valid_frames``, ``size``, ``crop_scale``, ``crop_shift_y``, ``ridge``, ``expression_pca`` and
-    ``smooth_sigma``.
+    ``smooth_sigma``; with ``face_model='flame'`` also ``flame``, ``landmark_embedding``, ``flame_expression`` and
+    ``device`` (:mod:`.flame_setup`).
 
     Raises:
         VideoError: nothing decodes.
         NoFaceError: fewer than ``cfg.min_valid_frames`` frames have a usable face.
+        AssetMissingError: ``face_model='flame'`` and the FLAME file or its landmark embedding is not found.
     """
     timer = timer or StageTimer()
     info = info or probe_video(cfg.video)
+    # A missing FLAME file should stop prepare before the landmark pass, not after it.
+    flame_files = _flame_files(cfg) if cfg.face_model == "flame" else None
     detections = []
     t = time.perf_counter()
     with MediaPipeLandmarker(cfg.landmarker, min_confidence=cfg.min_confidence) as det:
@@ -110,10 +114,21 @@ def track_clip(cfg: PrepareConfig, progress: bool = True, timer: StageTimer | No
     box = compute_crop(seq.points, seq.valid, cfg.size, cfg.crop_scale, cfg.crop_shift_y)
     lm_crop = box.points_to_crop(seq.points)
     t = time.perf_counter()
-    track = fit_tracking(lm_crop, seq.scores, seq.status, mediapipe_triangles(), init_rotation=seq.rotation,
-                         ridge=cfg.ridge, num_pca=cfg.expression_pca, smooth_sigma=cfg.smooth_sigma)
+    if flame_files is not None:
+        from selfie_avatar.prepare.flame_setup import fit_flame_for_config
+
+        track = fit_flame_for_config(cfg, lm_crop, seq.status, flame_files)
+    else:
+        track = fit_tracking(lm_crop, seq.scores, seq.status, mediapipe_triangles(), init_rotation=seq.rotation,
+                             ridge=cfg.ridge, num_pca=cfg.expression_pca, smooth_sigma=cfg.smooth_sigma)
     timer.add("tracking", t)
     return TrackedClip(info, seq, box, lm_crop, track, multi)
+
+
+def _flame_files(cfg: PrepareConfig):
+    from selfie_avatar.prepare.flame_setup import resolve_flame_files  # FLAME code loads only when asked for
+
+    return resolve_flame_files(cfg.flame, cfg.landmark_embedding)
 
 
 def _expected(info: VideoInfo, max_frames: int | None) -> int | None:

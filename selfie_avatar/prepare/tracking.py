@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from selfie_avatar.face_model import BlendshapeFaceModel, NUM_BLENDSHAPES, NUM_MESH_VERTICES
+from selfie_avatar.face_model import BlendshapeFaceModel, FaceModel, NUM_BLENDSHAPES, NUM_MESH_VERTICES
 from selfie_avatar.prepare.sequence import DETECTED, INTERPOLATED, MISSING, face_extent, runs_of
 
 
@@ -34,12 +34,13 @@ class TrackingResult:
         rotation: (N, 3, 3) head rotation, model -> camera.
         scale: (N,) camera scale (crop pixels per model unit).
         translation: (N, 3) camera translation in crop pixels (z only orders depth).
-        expression: (N, E) codes: 52 blendshape scores, then the PCA coefficients.
+        expression: (N, E) codes: 52 blendshape scores, then the PCA coefficients (FLAME: its expression
+            coefficients, then the jaw's axis-angle rotation; see :mod:`.flame_fit`).
         landmarks: (N, L, 3) detected (or interpolated) landmarks in crop pixels.
         error_px: (N,) mean 2D distance between fitted and detected landmarks (NaN unless DETECTED).
         face_size: (N,) face extent in crop pixels.
         confidence: (N,) in [0, 1]: 0 when missing, halved when interpolated, lower as the fit error grows.
-        model: the subject's fitted :class:`BlendshapeFaceModel`.
+        model: the subject's fitted face model (:class:`BlendshapeFaceModel`, or a ``FlameFaceModel``).
     """
 
     status: np.ndarray
@@ -51,7 +52,7 @@ class TrackingResult:
     error_px: np.ndarray
     face_size: np.ndarray
     confidence: np.ndarray
-    model: BlendshapeFaceModel
+    model: FaceModel
 
     @property
     def error_rel(self) -> np.ndarray:

@@ -86,8 +86,18 @@ class AvatarModule(LightningModule):
         self.generator.face_generator.requires_grad_(False)
         self.generator.background_generator.requires_grad_(False)
 
+    @property
+    def assets_record(self) -> dict:
+        """:func:`~selfie_avatar.assets.assets_record` of this run, computed once (checkpoints are saved often)."""
+        if getattr(self, "_assets_record", None) is None:
+            from selfie_avatar.assets import assets_record
+
+            self._assets_record = assets_record({"vgg19_imagenet": self.hparams.get("vgg_weights")})
+        return self._assets_record
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["vgg_source"] = self.vgg_source  # every checkpoint says which features trained it
+        checkpoint["assets"] = self.assets_record  # and which model files were real or fell back
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Buffers of size 0 grow when the cache exists: resize ours before the state dict is copied in.

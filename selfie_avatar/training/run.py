@@ -134,6 +134,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         "type": "TrainRun", "train_config": config_to_dict(cfg),
         "resolved": {k: v for k, v in s.items() if k != "model"}, "model": dataclasses.asdict(model_cfg),
         "loss_weights": weights, "vgg_source": module.vgg_source, "subject": str(Path(cfg.subject).resolve()),
+        "assets": module.assets_record,  # which model files were real, which fell back (also the W&B config)
         "versions": {"selfie_avatar": __version__, "torch": torch.__version__, "python": platform.python_version()},
     }
     if not worker:
@@ -171,13 +172,24 @@ def train(cfg: TrainConfig) -> TrainResult:
     )
     _keep_native_signal_handlers(trainer)
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.resume else None, weights_only=True)
-    # The final state, also when training stopped between validations. Every rank calls it (a collective);
-    # Lightning writes from rank 0 only.
-    trainer.save_checkpoint(last, weights_only=False)  # optimiser states included: --resume needs them
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.resume else None, weights_only=True)
+        # The final state, also when training stopped between validations. Every rank calls it (a collective);
+        # Lightning writes from rank 0 only.
+        trainer.save_checkpoint(last, weights_only=False)  # optimiser states included: --resume needs them
+    finally:
+        _finish_wandb(loggers)
     val = trainer.callback_metrics.get("val/psnr")
     return TrainResult(out, int(module.step), time.perf_counter() - t0, None if val is None else float(val), last,
                        Path(best.best_model_path) if best.best_model_path else None, module.vgg_source)
+
+
+def _finish_wandb(loggers) -> None:
+    """Close this run's W&B run. Lightning leaves it open, and the next ``train`` in the same process (an ablation
+    grid, a notebook) would otherwise log into it instead of starting its own run."""
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger":
+            lg.experiment.finish()  # a no-op stand-in on ranks other than 0
 
 
 def _keep_native_signal_handlers(trainer) -> None:
@@ -242,3 +254,23 @@ def _check_resumable(out: Path, cfg: TrainConfig, weights: dict) -> None:
                                 f"{__version__}; start a new run")
     if old.get("loss_weights") != weights:
         log.warning("resuming with a different loss set: %s (was %s)", weights, old.get("loss_weights"))
+
+
+def ensure_run(subject: str | Path, out: str | Path, preset: str = "cpu", max_steps: int | None = None,
+               device: str = "auto", progress: bool = True) -> Path:
+    """The run folder ``out``, trained on ``subject`` unless it already holds a finished run (notebooks pick up the
+    run an earlier notebook trained this way).
+
+    Raises:
+        FileExistsError: ``out`` exists but holds no checkpoint (nothing is overwritten).
+    """
+    out = Path(out)
+    if out.exists():
+        if not (out / "checkpoints" / "last.ckpt").is_file():
+            raise FileExistsError(f"{out} exists but holds no checkpoints/last.ckpt; choose another folder, or "
+                                  f"resume it with `selfie-avatar train --resume`")
+        log.info("reusing run folder %s", out)
+        return out
+    train(TrainConfig(subject=str(subject), out=str(out), preset=preset, max_steps=max_steps, device=device,
+                      progress=progress))
+    return out

@@ -1,3 +1,3 @@
 """Fixtures shared with the training tests."""
 
-from tests.training.conftest import offline_wandb, train_subject  # noqa: F401
+from tests.training.conftest import offline_wandb, tiny_run, train_subject  # noqa: F401
