@@ -7,7 +7,8 @@ A frame's codes, in the conventions of ``tracking.npz`` (crop pixels of a ``size
     translation  (N, 2)     screen position of the model origin, crop pixels
     expression   (N, E)     the 52 MediaPipe blendshape scores, then the subject's own PCA codes
 
-The 52 scores are person-independent, so a driver's scores can drive the subject's rig directly. Everything else
+The 52 scores are person-independent, so a driver's scores can drive the subject's rig directly (with a FLAME
+subject, the driver is fitted with the same FLAME model and all its expression and jaw codes are shared). Everything else
 is the driver's own: its face size, where it sits in its crop, how its "neutral" face scores. So by default
 (``pose='relative'``, ``neutral='first'``) only *changes* are transferred:
 
@@ -103,7 +104,8 @@ def choose_rest_frame(tracking: dict, candidates: list[int]) -> int:
 
 
 def transfer(driver: HeadCodes, rest: HeadCodes, pose: str = "relative", neutral: str = "first",
-             expression_scale: float = 1.0, reference: int = 0) -> HeadCodes:
+             expression_scale: float = 1.0, reference: int = 0, shared: int = NUM_BLENDSHAPES,
+             bounded: bool = True) -> HeadCodes:
     """Put a driver's head motion and expression on the subject.
 
     Args:
@@ -115,6 +117,9 @@ def transfer(driver: HeadCodes, rest: HeadCodes, pose: str = "relative", neutral
             ``none`` (the driver's scores as they are).
         expression_scale: strength k of the transferred expression (1 = as measured, 0 = frozen).
         reference: the driver frame taken as its neutral pose and expression.
+        shared: how many leading expression entries are person-independent and transferred: the 52 blendshape
+            scores of the default model, or every entry of a FLAME model (its expression and jaw codes).
+        bounded: clip the transferred entries to [0, 1] (blendshape scores; FLAME codes are unbounded).
 
     Returns:
         the subject's codes, one per driver frame; expression has the subject's width (its PCA codes are the rest
@@ -128,9 +133,9 @@ def transfer(driver: HeadCodes, rest: HeadCodes, pose: str = "relative", neutral
         raise ValueError(f"rest must hold one frame, got {len(rest)}")
     if not 0 <= reference < len(driver):
         raise ValueError(f"reference frame {reference} is outside the driver's {len(driver)} frames")
-    if driver.expression.shape[1] < NUM_BLENDSHAPES:
-        raise ValueError(f"driver expression has {driver.expression.shape[1]} entries, needs the "
-                         f"{NUM_BLENDSHAPES} blendshape scores first")
+    if driver.expression.shape[1] < shared or rest.expression.shape[1] < shared:
+        raise ValueError(f"driver ({driver.expression.shape[1]}) and rest ({rest.expression.shape[1]}) expression "
+                         f"codes need the {shared} shared entries first")
     n = len(driver)
     R0, s0, t0 = driver.rotation[reference], driver.scale[reference], driver.translation[reference]
     if pose == "relative":
@@ -139,11 +144,12 @@ def transfer(driver: HeadCodes, rest: HeadCodes, pose: str = "relative", neutral
         trans = rest.translation[0] + (driver.translation - t0) * (rest.scale[0] / s0)
     else:
         rot, scale, trans = driver.rotation, driver.scale, driver.translation
-    d = driver.expression[:, :NUM_BLENDSHAPES]
+    d = driver.expression[:, :shared]
     expr = np.repeat(rest.expression, n, axis=0)
     if neutral == "first":
-        expr[:, :NUM_BLENDSHAPES] += expression_scale * (d - d[reference])
+        expr[:, :shared] += expression_scale * (d - d[reference])
     else:
-        expr[:, :NUM_BLENDSHAPES] = expression_scale * d
-    expr[:, :NUM_BLENDSHAPES] = expr[:, :NUM_BLENDSHAPES].clip(0, 1)
+        expr[:, :shared] = expression_scale * d
+    if bounded:
+        expr[:, :shared] = expr[:, :shared].clip(0, 1)
     return HeadCodes(rot, scale, trans, expr)

@@ -51,8 +51,12 @@ class DriverCodes:
 
 
 def track_driver(video: str, size: int, max_frames: int | None = None, landmarker: str | None = None,
-                 progress: bool = True) -> DriverCodes:
+                 progress: bool = True, face_model: dict | None = None) -> DriverCodes:
     """Landmarks, crop and fit on every frame of ``video``, exactly as ``prepare`` measures a subject.
+
+    Args:
+        face_model: ``PrepareConfig`` face-model settings to fit with (``face_model``, ``flame``,
+            ``landmark_embedding``, ``flame_expression``); None for the default blendshape model.
 
     Raises:
         NoFaceError: the driver never shows a usable face (fewer than 2 frames).
@@ -60,7 +64,8 @@ def track_driver(video: str, size: int, max_frames: int | None = None, landmarke
     """
     from selfie_avatar.prepare.track_clip import StageTimer, track_clip
 
-    cfg = PrepareConfig(video=str(video), out="-", size=size, max_frames=max_frames, landmarker=landmarker)
+    cfg = PrepareConfig(video=str(video), out="-", size=size, max_frames=max_frames, landmarker=landmarker,
+                        **(face_model or {}))
     timer = StageTimer()
     t = time.perf_counter()
     try:

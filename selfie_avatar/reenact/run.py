@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from selfie_avatar.config import ReenactConfig, config_to_dict
 from selfie_avatar.errors import SelfieAvatarError
+from selfie_avatar.face_model import NUM_BLENDSHAPES
 from selfie_avatar.io.prefetch import prefetch
 from selfie_avatar.io.video import iter_frames, probe_video
 from selfie_avatar.io.video_writer import VideoWriter
@@ -95,7 +96,8 @@ def reenact(cfg: ReenactConfig) -> ReenactResult:
         driver = encode_driver(cfg.driver, load_encoder(enc_path, device), subject.size, cfg.max_frames,
                                cfg.landmarker, progress=cfg.progress)
     else:
-        driver = track_driver(cfg.driver, subject.size, cfg.max_frames, cfg.landmarker, progress=cfg.progress)
+        driver = track_driver(cfg.driver, subject.size, cfg.max_frames, cfg.landmarker, progress=cfg.progress,
+                              face_model=_face_model_settings(subject))
     seconds["driver"] = time.perf_counter() - t
     n = len(driver)
     missing = int((~driver.valid).sum())
@@ -106,8 +108,10 @@ def reenact(cfg: ReenactConfig) -> ReenactResult:
 
     tracking = subject.tracking
     rest = _rest_frame(cfg, subject, tracking)
+    flame = subject.meta.get("face_model", {}).get("kind") == "flame"
     out_codes = transfer(codes, HeadCodes.from_tracking(tracking, [rest]), cfg.pose, cfg.neutral,
-                         cfg.expression_scale, reference)
+                         cfg.expression_scale, reference,
+                         shared=renderer.face_model.num_expression if flame else NUM_BLENDSHAPES, bounded=not flame)
 
     plate, box = _plate(cfg, subject, rest, renderer.size)
     out = Path(cfg.out)
@@ -151,6 +155,14 @@ def reenact(cfg: ReenactConfig) -> ReenactResult:
     })
     log.info("reenacted %d frames into %s", written, out)
     return ReenactResult(out, sbs, report, written, missing, gen_fps, seconds)
+
+
+def _face_model_settings(subject) -> dict | None:
+    """A FLAME subject's driver is fitted with the same FLAME files, so its codes mean the same thing."""
+    if subject.meta.get("face_model", {}).get("kind") != "flame":
+        return None
+    c = subject.meta.get("config", {})
+    return {k: c[k] for k in ("face_model", "flame", "landmark_embedding", "flame_expression") if k in c}
 
 
 def _rest_frame(cfg: ReenactConfig, subject, tracking: dict) -> int:

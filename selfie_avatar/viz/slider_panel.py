@@ -29,9 +29,14 @@ def _png(image: np.ndarray) -> bytes:
 
 
 def group_codes(names: list[str]) -> dict[str, list[str]]:
-    """Expression code names by slider group; names outside the blendshape groups go to ``other``."""
+    """Expression code names by slider group: the blendshape groups, FLAME's ``exp_*`` and ``jaw_*``, the
+    default model's ``pca_*``, and ``other``."""
     groups: dict[str, list[str]] = {g: [n for n in members if n in names] for g, members in BLENDSHAPE_GROUPS.items()}
     seen = {n for members in groups.values() for n in members}
+    # FLAME's codes: expression coefficients and jaw rotation (radians); the default model's extra PCA codes.
+    for group, prefix in (("expression", "exp_"), ("jaw pose", "jaw_"), ("pca", "pca_")):
+        groups[group] = [n for n in names if n not in seen and n.startswith(prefix)]
+        seen |= set(groups[group])
     groups["other"] = [n for n in names if n not in seen]
     return {g: m for g, m in groups.items() if m}
 
@@ -65,8 +70,10 @@ class SliderPanel:
         self.sliders: dict[str, w.FloatSlider] = {}
         tabs = []
         for group, members in group_codes(self.names).items():
-            lo = -3.0 if group == "other" else 0.0  # PCA / FLAME codes are signed, blendshape scores are not
-            hi = 3.0 if group == "other" else 1.0
+            signed = group in ("expression", "jaw pose", "pca", "other")  # blendshape scores lie in [0, 1]
+            lo, hi = (-3.0, 3.0) if signed else (0.0, 1.0)
+            if group == "jaw pose":
+                lo, hi = -0.5, 0.5
             box = []
             for n in members:
                 s = w.FloatSlider(min=lo, max=hi, step=0.01, description=n, continuous_update=False,

@@ -74,3 +74,15 @@ def test_rest_frame_is_the_frontal_calm_one():
     tracking = {"rotation": euler_to_matrix(angles).numpy(), "expression": expr}
     assert choose_rest_frame(tracking, [0, 1, 2]) == 1
     assert choose_rest_frame(tracking, [0, 2]) == 0
+
+
+def test_flame_codes_are_all_shared_and_unbounded():
+    width = 8  # e.g. 5 FLAME expression codes and the jaw rotation
+    rest = _codes(1, width=width)
+    rest.expression[0] = [0.5, -1.0, 0, 0, 0, 0.1, 0, 0]
+    driver = _codes(2, width=width)
+    driver.expression[1] = [2.0, -3.0, 0, 0, 0, 0.3, 0, 0]
+    out = transfer(driver, rest, shared=width, bounded=False)
+    np.testing.assert_allclose(out.expression[1], [2.5, -4.0, 0, 0, 0, 0.4, 0, 0], atol=1e-6)
+    with pytest.raises(ValueError, match="shared entries"):
+        transfer(_codes(2, width=4), rest, shared=width)

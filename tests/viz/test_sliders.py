@@ -111,3 +111,14 @@ def test_panel_is_driven_without_display(avatar):
     hi = np.array([panel.sliders[n].max for n in panel.names])
     np.testing.assert_allclose(got, np.clip(subject.tracking["expression"][frame], lo, hi), atol=0.01)
     assert len(panel.mesh.data) == 1
+
+
+def test_code_groups_cover_both_face_models():
+    from selfie_avatar.face_model import BLENDSHAPE_NAMES
+    from selfie_avatar.viz.slider_panel import group_codes
+
+    blend = group_codes(list(BLENDSHAPE_NAMES) + ["pca_0", "pca_1"])
+    assert "jawOpen" in blend["jaw"] and "browInnerUp" in blend["brows"] and blend["pca"] == ["pca_0", "pca_1"]
+    assert sum(len(v) for v in blend.values()) == len(BLENDSHAPE_NAMES) + 2
+    flame = group_codes([f"exp_{k}" for k in range(5)] + ["jaw_x", "jaw_y", "jaw_z"])
+    assert flame == {"expression": [f"exp_{k}" for k in range(5)], "jaw pose": ["jaw_x", "jaw_y", "jaw_z"]}
