@@ -69,7 +69,7 @@ def _cmd_train_encoder(args: argparse.Namespace) -> int:
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
     from selfie_avatar.evaluate.compare import TABLE_COLUMNS, compare_runs
-    from selfie_avatar.training.ablation import run_ablation_grid
+    from selfie_avatar.evaluate.ablation import run_ablation_grid
     from selfie_avatar.utils.table import format_table
 
     cfg = config_from_args(AblationConfig, args)

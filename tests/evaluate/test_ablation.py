@@ -7,9 +7,9 @@ import pytest
 
 from selfie_avatar.cli import main
 from selfie_avatar.errors import SelfieAvatarError
+from selfie_avatar.evaluate.ablation import ABLATIONS, run_ablation_grid
 from selfie_avatar.evaluate.compare import TABLE_COLUMNS, compare_runs, eval_samples
 from selfie_avatar.losses.registry import LOSS_NAMES, parse_loss_overrides
-from selfie_avatar.training.ablation import ABLATIONS, run_ablation_grid
 
 
 def test_the_table_switches_off_one_loss_each():
