@@ -28,10 +28,10 @@ import torch
 from selfie_avatar.face_model.flame import FLAME
 from selfie_avatar.face_model.flame_face_model import FlameFaceModel
 from selfie_avatar.face_model.landmark_embedding import LandmarkEmbedding
-from selfie_avatar.prepare.sequence import DETECTED, INTERPOLATED, MISSING, face_extent
+from selfie_avatar.prepare.sequence import DETECTED, MISSING, face_extent
 from selfie_avatar.prepare.flame_landmarks import FlameLandmarks
 from selfie_avatar.prepare.least_squares import levenberg_marquardt
-from selfie_avatar.prepare.tracking import TrackingResult, _smooth, umeyama
+from selfie_avatar.prepare.tracking import TrackingResult, _smooth, tracking_result, umeyama
 from selfie_avatar.render.camera import project
 from selfie_avatar.render.rotation import axis_angle_to_matrix
 from selfie_avatar.utils.log import get_logger
@@ -261,15 +261,4 @@ def fit_flame_tracking(landmarks: np.ndarray, status: np.ndarray, flame: FLAME, 
     det = status[idx] == DETECTED
     dist = np.linalg.norm(fitted[..., :2] - target_np[..., :2], axis=-1)
     err[idx[det]] = (np.where(lm_ok, dist, 0).sum(1) / np.maximum(lm_ok.sum(1), 1))[det]
-    size = np.full(N, np.nan)
-    size[valid] = face_extent(landmarks[valid])
-    conf = np.zeros(N)
-    rel = np.nan_to_num(err / size, nan=0.0)
-    # Same scale as the default tracker: confidence halves at about 5% of the face size.
-    conf[valid] = np.exp(-((rel[valid] / 0.06) ** 2)) * np.where(status[valid] == INTERPOLATED, 0.5, 1.0)
-    return TrackingResult(
-        status=status.astype(np.int8), rotation=rot.astype(np.float32), scale=scale.astype(np.float32),
-        translation=trans.astype(np.float32), expression=expr.astype(np.float32),
-        landmarks=landmarks.astype(np.float32), error_px=err.astype(np.float32), face_size=size.astype(np.float32),
-        confidence=conf.astype(np.float32), model=model,
-    )
+    return tracking_result(status, rot, scale, trans, expr, landmarks, err, model)

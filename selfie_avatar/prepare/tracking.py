@@ -189,17 +189,25 @@ def fit_tracking(landmarks: np.ndarray, scores: np.ndarray, status: np.ndarray, 
     err = np.full(N, np.nan)
     det = status == DETECTED
     err[det] = np.linalg.norm(fitted[det, :, :2] - landmarks[det, :NUM_MESH_VERTICES, :2], axis=-1).mean(-1)
-    size = np.full(N, np.nan)
+    return tracking_result(status, rot, scale, trans, expr, landmarks, err, model)
+
+
+def tracking_result(status: np.ndarray, rotation: np.ndarray, scale: np.ndarray, translation: np.ndarray,
+                    expression: np.ndarray, landmarks: np.ndarray, error_px: np.ndarray, model) -> TrackingResult:
+    """A :class:`TrackingResult` from a fit, with face size and confidence filled in the same way for every face
+    model (float32 arrays)."""
+    valid = status != MISSING
+    size = np.full(len(status), np.nan)
     size[valid] = face_extent(landmarks[valid])
-    conf = np.zeros(N)
-    rel = np.nan_to_num(err / size, nan=0.0)
+    conf = np.zeros(len(status))
+    rel = np.nan_to_num(error_px / size, nan=0.0)
     # 3% of the face size (a few pixels at 256) is a typical good fit; confidence halves at about 5%.
     conf[valid] = np.exp(-((rel[valid] / 0.06) ** 2)) * np.where(status[valid] == INTERPOLATED, 0.5, 1.0)
     return TrackingResult(
-        status=status.astype(np.int8), rotation=rot.astype(np.float32), scale=scale.astype(np.float32),
-        translation=trans.astype(np.float32), expression=expr.astype(np.float32),
-        landmarks=landmarks.astype(np.float32), error_px=err.astype(np.float32), face_size=size.astype(np.float32),
-        confidence=conf.astype(np.float32), model=model,
+        status=status.astype(np.int8), rotation=rotation.astype(np.float32), scale=scale.astype(np.float32),
+        translation=translation.astype(np.float32), expression=expression.astype(np.float32),
+        landmarks=landmarks.astype(np.float32), error_px=error_px.astype(np.float32),
+        face_size=size.astype(np.float32), confidence=conf.astype(np.float32), model=model,
     )
 
 

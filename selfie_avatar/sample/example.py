@@ -39,17 +39,21 @@ def example_video(work_dir: str | Path, seconds: float = 12.0, size: int = 512, 
     Returns:
         ``shared_data_dir() / "selfie_d6.mp4"`` when that file exists, else the path of the built-in sample clip.
     """
+    return _real_or_sample(EXAMPLE_VIDEO, Path(work_dir) / f"sample_{seconds:g}s_{size}.mp4", seconds, size, seed)
+
+
+def _real_or_sample(name: str, out: Path, seconds: float, size: int, seed: int) -> Path:
+    """``shared_data_dir() / name`` when it exists, else the built-in sample clip at ``out`` (made once)."""
     if seconds <= 0 or size < 32:
         raise ValueError(f"the sample clip needs seconds > 0 and size >= 32, got {seconds} and {size}")
-    real = shared_data_dir() / EXAMPLE_VIDEO
+    real = shared_data_dir() / name
     if real.is_file():
         return real
-    from selfie_avatar.sample.clip import build_sample_clip
-
-    out = Path(work_dir) / f"sample_{seconds:g}s_{size}.mp4"
     if out.is_file():
         return out
-    log.info("%s not found; writing the built-in sample clip to %s", real, out)
+    from selfie_avatar.sample.clip import build_sample_clip
+
+    log.info("%s not found; writing a built-in sample clip to %s", real, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     return build_sample_clip(SampleConfig(out=str(out), seconds=seconds, size=size, seed=seed))
 
@@ -82,13 +86,5 @@ def ensure_subject(out: str | Path, video: str | Path, size: int = 256, max_fram
 def driver_video(work_dir: str | Path, seconds: float = 12.0, size: int = 512, seed: int = 1) -> Path:
     """A driving video for reenactment: ``shared_data_dir() / "driver_d3.mp4"`` (another person) when present, else
     a second built-in sample clip (the sample portrait with another motion schedule, ``seed``)."""
-    real = shared_data_dir() / EXAMPLE_DRIVER
-    if real.is_file():
-        return real
-    from selfie_avatar.sample.clip import build_sample_clip
-
-    out = Path(work_dir) / f"driver_{seconds:g}s_{size}_seed{seed}.mp4"
-    if out.is_file():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return build_sample_clip(SampleConfig(out=str(out), seconds=seconds, size=size, seed=seed))
+    return _real_or_sample(EXAMPLE_DRIVER, Path(work_dir) / f"driver_{seconds:g}s_{size}_seed{seed}.mp4", seconds,
+                           size, seed)

@@ -14,7 +14,6 @@ from selfie_avatar.reenact.live import live
 from selfie_avatar.reenact.run import reenact
 from selfie_avatar.training.checkpoint import open_run
 from selfie_avatar.training.data import SubjectFrames
-from tests.conftest import SHARED_DATA
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +23,6 @@ def inputs(tiny_run):
     render = torch.stack([data[k]["render"] for k in range(2)])
     uv = torch.stack([data[k]["uv"] for k in range(2)])
     return run, render, uv
-
-
-@pytest.fixture(scope="module")
-def driver_clip(tmp_path_factory):
-    video = SHARED_DATA / "driver_d3.mp4"
-    if video.is_file():
-        return video
-    from tests.prepare.conftest import build_short_sample
-
-    return build_short_sample(tmp_path_factory.mktemp("driver") / "driver.mp4", seconds=1.0)
 
 
 def test_baked_avatar_is_the_loaded_avatar(inputs):

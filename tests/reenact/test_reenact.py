@@ -1,7 +1,6 @@
 import json
 import shutil
 
-import numpy as np
 import pytest
 import torch
 
@@ -14,19 +13,7 @@ from selfie_avatar.reenact.codes import HeadCodes
 from selfie_avatar.reenact.run import reenact
 from selfie_avatar.training.checkpoint import open_run
 from selfie_avatar.training.data import SubjectFrames
-from tests.conftest import SHARED_DATA
 from tests.media_factory import make_clip, make_moving_square_frames
-
-
-@pytest.fixture(scope="module")
-def driver_clip(tmp_path_factory):
-    """20 frames of the real driver when ../shared/data is there, else of the built-in sample."""
-    video = SHARED_DATA / "driver_d3.mp4"
-    if video.is_file():
-        return video
-    from tests.prepare.conftest import build_short_sample
-
-    return build_short_sample(tmp_path_factory.mktemp("driver") / "driver.mp4", seconds=1.0)
 
 
 def test_renderer_reproduces_the_training_inputs(tiny_run):
