@@ -38,9 +38,11 @@ def warp_texture(texture: Tensor, uv: Tensor) -> Tensor:
         raise ValueError(f"texture batch must be 1 or {b} (the uv batch), got {tuple(texture.shape)}")
     texture = texture.expand(b, -1, -1, -1)
     grid = uv[:, :2].permute(0, 2, 3, 1) * 2 - 1                             # (B, H, W, 2): (x, y) in [-1, 1]
-    out = F.grid_sample(texture, grid.to(texture.dtype), mode="bilinear", padding_mode="border",
+    # Sampled in float32 whatever the texture's dtype: a 256-texel coordinate needs more than bfloat16's 8 mantissa
+    # bits (bf16 coordinates land up to a texel off), and the CPU's bf16 kernel returned NaNs here.
+    out = F.grid_sample(texture.float(), grid.float(), mode="bilinear", padding_mode="border",
                         align_corners=False)                                 # (B, C, H, W)
-    return out * uv[:, 2:3].to(out.dtype)
+    return (out * uv[:, 2:3].float()).to(texture.dtype)
 
 
 class TextureWarp(nn.Module):

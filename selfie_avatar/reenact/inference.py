@@ -53,7 +53,8 @@ class BakedAvatar(nn.Module):
         b = render.shape[0]
         face = warp_texture(self.face_texture, uv)                                            # (B, C_f, S, S)
         bg = self.bg_window.expand(b, -1, -1, -1)                                             # (B, C_b, S, S)
-        return self.generator(render, face, uv[:, 2:3], bg, noise="const")["image"]            # (B, 3, S, S)
+        mask = uv[:, 2:3].to(render.dtype)
+        return self.generator(render, face, mask, bg.to(render.dtype), noise="const")["image"]  # (B, 3, S, S)
 
 
 def path_supported(path: str, device: torch.device) -> tuple[bool, str]:
@@ -105,7 +106,7 @@ def make_path(baked: BakedAvatar, path: str, device: torch.device) -> Callable[[
 
     @torch.no_grad()
     def run_half(render, uv):
-        return model(render.to(dtype), uv.to(dtype)).float()
+        return model(render.to(dtype), uv).float()  # uv stays float32: it addresses texels (see warp_texture)
     return run_half
 
 

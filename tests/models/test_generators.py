@@ -213,3 +213,17 @@ def test_discriminator_shapes(cfg):
     assert small(torch.randn(3, 3, 32, 32), torch.randn(3, 3, 32, 32)).shape == (3, 1)
     with pytest.raises(ValueError, match="render"):
         disc(torch.randn(B, 3, s, s), torch.randn(B, 1, s, s))
+
+
+def test_warp_in_bfloat16_samples_at_float32_coordinates():
+    """A bf16 texture is sampled at the float32 uv it is given (bf16 coordinates land up to a texel off on a 256
+    texture, and the CPU's bf16 kernel gave NaNs): only the output's own bf16 rounding remains."""
+    from selfie_avatar.models import warp_texture
+
+    torch.manual_seed(0)
+    texture = torch.randn(1, 4, 256, 256).bfloat16()
+    uv = torch.cat([torch.rand(2, 2, 32, 32), torch.ones(2, 1, 32, 32)], 1)
+    half = warp_texture(texture, uv)
+    ref = warp_texture(texture.float(), uv)
+    assert half.dtype == torch.bfloat16 and torch.isfinite(half).all()
+    assert ((half.float() - ref).abs() <= ref.abs() / 128 + 1e-6).all()
