@@ -155,6 +155,9 @@ def live(cfg: LiveConfig) -> LiveResult:
         raise SelfieAvatarError(str(exc)) from exc
     tracking = subject.tracking
     rest = HeadCodes.from_tracking(tracking, [choose_rest_frame(tracking, subject.train_indices)])
+    warm = renderer.geometry(rest)
+    for _ in range(2):  # torch.compile compiles on the first call: keep that out of the measured loop
+        generate(warm["render"], warm["uv"])
 
     frames, fps = open_source(cfg.source, cfg.max_frames)
     first, box = _first_face(frames, subject.size, cfg.landmarker, cfg.search_frames)
