@@ -93,8 +93,11 @@ def reenact(cfg: ReenactConfig) -> ReenactResult:
                                     f"--encoder PATH")
         from selfie_avatar.training.encoder import load_encoder
 
-        driver = encode_driver(cfg.driver, load_encoder(enc_path, device), subject.size, cfg.max_frames,
-                               cfg.landmarker, progress=cfg.progress)
+        encoder = load_encoder(enc_path, device)
+        seconds["load_encoder"] = time.perf_counter() - t
+        t = time.perf_counter()
+        driver = encode_driver(cfg.driver, encoder, subject.size, cfg.max_frames, cfg.landmarker,
+                               progress=cfg.progress)
     else:
         driver = track_driver(cfg.driver, subject.size, cfg.max_frames, cfg.landmarker, progress=cfg.progress,
                               face_model=_face_model_settings(subject))
