@@ -280,7 +280,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
             kwargs["required"] = True
         else:
             kwargs["default"] = f.default
-            kwargs["help"] = f"{help_text} (default: {f.default})"
+            # None means "decided at run time"; the help text says how, so "(default: None)" would only confuse.
+            kwargs["help"] = help_text if f.default is None else f"{help_text} (default: {f.default})"
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
         parser.add_argument(flag, **kwargs)
