@@ -8,7 +8,6 @@ loss set, VGG source and commit), ``grid.png`` (real | generated | error map) an
 from __future__ import annotations
 
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from selfie_avatar.io.image import write_image
 from selfie_avatar.io.video_writer import VideoWriter
 from selfie_avatar.utils.atomic import write_json_atomic
 from selfie_avatar.utils.device import resolve_device
+from selfie_avatar.utils.timing import calls_per_second
 
 
 @dataclass
@@ -98,7 +98,9 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
         fakes.append(fake.clamp(0, 1).cpu())
     means = {k: float(np.mean(v)) for k, v in per_frame.items()}
     means["frames"] = len(held)
-    fps = _generator_fps(avatar, data[0], device)
+    render, uv = data[0]["render"][None].to(device), data[0]["uv"][None].to(device)
+    with torch.no_grad():
+        fps = calls_per_second(lambda: avatar.render(render, uv), device=device)
 
     out = Path(cfg.out) if cfg.out else run / "eval"
     out.mkdir(parents=True, exist_ok=True)
@@ -129,21 +131,6 @@ def _untrained(avatar, device):
     gen = AvatarGenerator(avatar.config).to(device).eval()
     cache = gen.compute_cache()
     return LoadedAvatar(avatar.config, gen.image_generator, cache["face_texture"], cache["bg_canvas"], 0, {}, None)
-
-
-@torch.no_grad()
-def _generator_fps(avatar, sample: dict, device, repeats: int = 20) -> float:
-    render, uv = sample["render"][None].to(device), sample["uv"][None].to(device)
-    for _ in range(3):
-        avatar.render(render, uv)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(repeats):
-        avatar.render(render, uv)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return repeats / (time.perf_counter() - t)
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:

@@ -16,7 +16,6 @@ fails unless its output matches PyTorch's within :data:`ONNX_TOLERANCE`.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.reenact.inference import BakedAvatar
 from selfie_avatar.utils.atomic import atomic_path, write_json_atomic
 from selfie_avatar.utils.log import get_logger
+from selfie_avatar.utils.timing import calls_per_second
 
 log = get_logger("export")
 
@@ -107,15 +107,7 @@ def _verify(path: Path, baked: BakedAvatar, render: torch.Tensor, uv: torch.Tens
         raise SelfieAvatarError(f"the exported ONNX graph disagrees with PyTorch: max |diff| {diff.max():.3g} > "
                                 f"{ONNX_TOLERANCE:g}; the file was not kept")
     one = {"render": feeds["render"][:1], "uv": feeds["uv"][:1]}
-    ort_fps = _fps(lambda: sess.run(["image"], one))
+    ort_fps = calls_per_second(lambda: sess.run(["image"], one), repeats=10, warmup=1)
     with torch.no_grad():
-        torch_fps = _fps(lambda: baked(render[:1], uv[:1]))
+        torch_fps = calls_per_second(lambda: baked(render[:1], uv[:1]), repeats=10, warmup=1)
     return ExportResult(path, float(diff.max()), float(diff.mean()), ort_fps, torch_fps)
-
-
-def _fps(fn, repeats: int = 10) -> float:
-    fn()
-    t = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return repeats / (time.perf_counter() - t)

@@ -17,7 +17,6 @@ Inference paths (:func:`make_path`), each checked against eager float32 by :func
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -26,6 +25,7 @@ from torch import nn
 
 from selfie_avatar.models import warp_texture
 from selfie_avatar.models.background_generator import crop_windows
+from selfie_avatar.utils.timing import calls_per_second
 
 PATHS = ("eager", "channels_last", "compile", "bf16", "fp16")
 # Mean |difference| to eager fp32 allowed per path: float32 paths only reorder sums; half precision keeps about
@@ -133,15 +133,4 @@ def check_path(baked: BakedAvatar, path: str, render: torch.Tensor, uv: torch.Te
 
 def time_path(fn: Callable, render: torch.Tensor, uv: torch.Tensor, repeats: int = 20, warmup: int = 3) -> float:
     """Frames per second of ``fn`` at the batch of ``render`` (median of ``repeats`` timed calls)."""
-    sync = torch.cuda.synchronize if render.is_cuda else (lambda: None)
-    for _ in range(warmup):
-        fn(render, uv)
-    sync()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn(render, uv)
-        sync()
-        times.append(time.perf_counter() - t)
-    times.sort()
-    return render.shape[0] / times[len(times) // 2]
+    return render.shape[0] * calls_per_second(lambda: fn(render, uv), repeats, warmup, render.device)

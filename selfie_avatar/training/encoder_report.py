@@ -16,7 +16,6 @@ ones, crop pixels). Pixels are those of the subject's crop, the tracker's unit, 
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import torch
@@ -26,6 +25,7 @@ from selfie_avatar.face_model import FaceModel, NUM_BLENDSHAPES
 from selfie_avatar.models.encoder import CodeEncoder
 from selfie_avatar.render.camera import project
 from selfie_avatar.render.rotation import matrix_to_axis_angle, orthonormalize
+from selfie_avatar.utils.timing import calls_per_second
 
 __all__ = ["predict_relative", "model_landmarks", "code_errors", "constant_mean", "encoder_fps", "tracker_speed",
            "heldout_report", "METRICS"]
@@ -110,16 +110,7 @@ def encoder_fps(encoder: CodeEncoder, size: int, device: torch.device, repeats: 
     """Frames per second of the network at batch 1 (one crop in, its codes out), synchronised on CUDA."""
     encoder = encoder.eval()
     x = torch.zeros(1, 3, size, size, device=device)
-    for _ in range(warmup):
-        encoder(x)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t = time.perf_counter()
-    for _ in range(repeats):
-        encoder(x)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return repeats / (time.perf_counter() - t)
+    return calls_per_second(lambda: encoder(x), repeats, warmup, device)
 
 
 def tracker_speed(meta: dict) -> dict[str, float | str | None]:
