@@ -32,6 +32,10 @@ class CropBox:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def with_size(self, size: int) -> "CropBox":
+        """The same region of the frame, cut out at another output side."""
+        return CropBox(self.x0, self.y0, self.side, int(size))
+
     def affine(self) -> np.ndarray:
         """(2, 3) matrix mapping source pixel coordinates to crop pixel coordinates."""
         s = self.scale

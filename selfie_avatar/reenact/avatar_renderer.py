@@ -56,7 +56,8 @@ class AvatarRenderer(torch.nn.Module):
 
     @torch.no_grad()
     def geometry(self, codes: HeadCodes) -> dict[str, torch.Tensor]:
-        """``render`` (B, 3, S, S) in [-1, 1] and ``uv`` (B, 3, S, S) for the codes, at the avatar's size."""
+        """``render`` (B, 3, S, S) in [-1, 1], ``uv`` (B, 3, S, S) and the posed mesh ``vertices`` (B, V, 3) in
+        screen space, for the codes, at the avatar's size."""
         if codes.expression.shape[1] != self.face_model.num_expression:
             raise ValueError(f"codes have {codes.expression.shape[1]} expression entries, the subject's face model "
                              f"takes {self.face_model.num_expression}")
@@ -68,15 +69,15 @@ class AvatarRenderer(torch.nn.Module):
         out = self.mesh(screen)
         # Training saw I_R through 8-bit PNGs; quantise the same way so the generator gets what it knows.
         render = out["render"].mul(255).round().div(127.5).sub(1)
-        return {"render": render, "uv": out["uv"]}
+        return {"render": render, "uv": out["uv"], "vertices": screen}
 
     @torch.no_grad()
     def forward(self, codes: HeadCodes, frame_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Avatar frames for the codes.
 
         Returns:
-            dict with ``image`` (B, 3, S, S) in [-1, 1], ``mask`` (B, 1, S, S), ``render`` and ``uv`` as in
-            :meth:`geometry`.
+            dict with ``image`` (B, 3, S, S) in [-1, 1], ``mask`` (B, 1, S, S), and ``render``, ``uv``,
+            ``vertices`` as in :meth:`geometry`.
         """
         geo = self.geometry(codes)
         out = self.avatar.render(geo["render"], geo["uv"], frame_index)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -77,30 +78,44 @@ def track_driver(video: str, size: int, max_frames: int | None = None, landmarke
                        "tracked", dict(timer.seconds))
 
 
-def find_face_box(video: str, size: int, landmarker: str | None = None, max_search: int = 150,
-                  crop_scale: float = 2.0, crop_shift_y: float = -0.10) -> tuple[CropBox, int]:
-    """The crop for the fast path: from the first frame (of the first ``max_search``) where a face is found.
+def first_face(frames: Iterator[np.ndarray], size: int, landmarker: str | None = None, search: int = 150,
+               source: str = "the video", crop_scale: float = 2.0,
+               crop_shift_y: float = -0.10) -> tuple[int, np.ndarray, CropBox]:
+    """The first frame (of the next ``search`` from ``frames``) showing a face, and a crop placed on that face.
+
+    The fast path and the live loop place their crop once this way, instead of finding landmarks in every frame.
 
     Returns:
-        the crop box and the index of the frame it came from.
+        the frame's index among those read, the frame, and the crop box (output side ``size``).
 
     Raises:
-        NoFaceError: no face in the first ``max_search`` frames.
+        NoFaceError: no face in those frames.
     """
     from selfie_avatar.prepare.landmarks import MediaPipeLandmarker
 
     with MediaPipeLandmarker(landmarker, video=False) as det:
-        for i, frame in enumerate(iter_frames(video, max_frames=max_search)):
+        for i in range(search):
+            frame = next(frames, None)
+            if frame is None:
+                break
             d = det.detect(frame)
             if d.found:
-                return compute_crop(d.points[None], np.ones(1, bool), size, crop_scale, crop_shift_y), i
-    raise NoFaceError(f"{video}: no face in its first {max_search} frames; the fast path needs one to place the crop")
+                return i, frame, compute_crop(d.points[None], np.ones(1, bool), size, crop_scale, crop_shift_y)
+    raise NoFaceError(f"{source}: no face in its first {search} frames; the crop is placed on the first face found")
 
 
 @torch.no_grad()
+def predict_codes(encoder, crops: np.ndarray, size: int) -> HeadCodes:
+    """The encoder's codes of ``(B, s, s, 3)`` uint8 crops (``s`` = the encoder's side), in a crop of side ``size``."""
+    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    out = {k: v.float().cpu().numpy() for k, v in encoder.predict(x).items()}
+    codes = HeadCodes(out["rotation"], out["scale"], out["translation"], out["expression"])
+    return codes.scaled(size / float(crops.shape[1]))
+
+
 def encode_driver(video: str, encoder, size: int, max_frames: int | None = None, landmarker: str | None = None,
                   batch_size: int = 16, progress: bool = True) -> DriverCodes:
-    """Codes of every frame from the 3DMM encoder, in a crop of side ``size`` placed once (:func:`find_face_box`).
+    """Codes of every frame from the 3DMM encoder, in a crop of side ``size`` placed once (:func:`first_face`).
 
     Args:
         encoder: a loaded encoder with ``predict(crops (B, 3, s, s) in [-1, 1]) -> dict`` and ``size`` (its input
@@ -108,11 +123,10 @@ def encode_driver(video: str, encoder, size: int, max_frames: int | None = None,
     """
     info = probe_video(video)
     t0 = time.perf_counter()
-    box, _ = find_face_box(video, size, landmarker)
+    _, _, box = first_face(iter_frames(video), size, landmarker, source=str(video))
     t_box = time.perf_counter() - t0
-    enc_box = CropBox(box.x0, box.y0, box.side, int(encoder.size))
-    factor = size / float(encoder.size)
-    parts: list[dict] = []
+    enc_box = box.with_size(encoder.size)
+    parts: list[HeadCodes] = []
     t_enc = 0.0
     frames = prefetch(iter_frames(video, max_frames=max_frames))
     bar = tqdm(total=info.num_frames if max_frames is None else max_frames, desc="encoder", unit="frame",
@@ -122,9 +136,7 @@ def encode_driver(video: str, encoder, size: int, max_frames: int | None = None,
     def flush() -> None:
         nonlocal t_enc
         t = time.perf_counter()
-        crops = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-        out = encoder.predict(crops)
-        parts.append({k: v.float().cpu().numpy() for k, v in out.items()})
+        parts.append(predict_codes(encoder, np.stack(batch), size))
         t_enc += time.perf_counter() - t
         bar.update(len(batch))
         batch.clear()
@@ -138,8 +150,8 @@ def encode_driver(video: str, encoder, size: int, max_frames: int | None = None,
     bar.close()
     if not parts:
         raise NoFaceError(f"{video}: no frame could be decoded")
-    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    codes = HeadCodes(cat["rotation"], cat["scale"], cat["translation"], cat["expression"]).scaled(factor)
+    codes = HeadCodes(*(np.concatenate([getattr(p, k) for p in parts])
+                        for k in ("rotation", "scale", "translation", "expression")))
     n = len(codes)
     return DriverCodes(codes, np.ones(n, bool), box, info, "encoder",
                        {"find_face": t_box, "encoder": t_enc, "encoder_ms_per_frame": 1000 * t_enc / n})

@@ -11,6 +11,7 @@ frames-per-second figures are printed. ``OUT.json`` records them per stage eithe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -25,10 +26,11 @@ from selfie_avatar.config import LiveConfig, config_to_dict
 from selfie_avatar.errors import NoFaceError, SelfieAvatarError
 from selfie_avatar.io.video import iter_frames, probe_video
 from selfie_avatar.io.video_writer import VideoWriter
-from selfie_avatar.prepare.crop import CropBox, compute_crop, crop_frame
+from selfie_avatar.prepare.crop import CropBox, crop_frame
 from selfie_avatar.prepare.sequence import face_extent
 from selfie_avatar.reenact.avatar_renderer import AvatarRenderer, to_uint8
 from selfie_avatar.reenact.codes import HeadCodes, choose_rest_frame, transfer
+from selfie_avatar.reenact.driver import first_face, predict_codes
 from selfie_avatar.reenact.inference import BakedAvatar, make_path
 from selfie_avatar.utils.atomic import write_json_atomic
 from selfie_avatar.utils.device import resolve_device
@@ -122,15 +124,10 @@ class _LandmarkCodes:
 
 class _EncoderCodes:
     def __init__(self, encoder, box: CropBox, size: int) -> None:
-        self.encoder = encoder
-        self.box = CropBox(box.x0, box.y0, box.side, int(encoder.size))
-        self.factor = size / float(encoder.size)
+        self.encoder, self.box, self.size = encoder, box.with_size(encoder.size), size
 
-    @torch.no_grad()
     def __call__(self, frame: np.ndarray) -> HeadCodes:
-        crop = torch.from_numpy(crop_frame(frame, self.box)).permute(2, 0, 1)[None].float().div(127.5).sub(1)
-        out = {k: v.float().cpu().numpy() for k, v in self.encoder.predict(crop).items()}
-        return HeadCodes(out["rotation"], out["scale"], out["translation"], out["expression"]).scaled(self.factor)
+        return predict_codes(self.encoder, crop_frame(frame, self.box)[None], self.size)
 
     def close(self) -> None:
         pass
@@ -160,7 +157,7 @@ def live(cfg: LiveConfig) -> LiveResult:
         generate(warm["render"], warm["uv"])
 
     frames, fps = open_source(cfg.source, cfg.max_frames)
-    first, box = _first_face(frames, subject.size, cfg.landmarker, cfg.search_frames)
+    _, first, box = first_face(frames, subject.size, cfg.landmarker, cfg.search_frames, source=cfg.source)
     encoder = _encoder(cfg, run, device)
     if encoder is not None:
         source_codes, method = _EncoderCodes(encoder, box, subject.size), "encoder"
@@ -180,7 +177,7 @@ def live(cfg: LiveConfig) -> LiveResult:
     reference = None
     t_loop = time.perf_counter()
     try:
-        with (VideoWriter(out, fps) if out is not None else _NullWriter()) as writer:
+        with (VideoWriter(out, fps) if out is not None else contextlib.nullcontext()) as writer:
             frame = first
             while frame is not None:
                 t0 = time.perf_counter()
@@ -202,7 +199,7 @@ def live(cfg: LiveConfig) -> LiveResult:
                     torch.cuda.synchronize(device)
                 t3 = time.perf_counter()
                 avatar = to_uint8(image)[0]
-                view = _compose(crop_frame(frame, CropBox(box.x0, box.y0, box.side, avatar.shape[0])), avatar,
+                view = _compose(crop_frame(frame, box.with_size(avatar.shape[0])), avatar,
                                 n / max(time.perf_counter() - t_loop, 1e-6))
                 if show:
                     cv2.imshow("selfie_avatar live", view[..., ::-1])
@@ -240,22 +237,6 @@ def live(cfg: LiveConfig) -> LiveResult:
     return LiveResult(n, fps_out, stage_ms, method, cfg.path, out, report)
 
 
-def _first_face(frames: Iterator[np.ndarray], size: int, landmarker: str | None, search: int):
-    """The first frame showing a face, and the crop placed on it."""
-    from selfie_avatar.prepare.landmarks import MediaPipeLandmarker
-
-    with MediaPipeLandmarker(landmarker, video=False) as det:
-        for _ in range(search):
-            frame = next(frames, None)
-            if frame is None:
-                break
-            d = det.detect(frame)
-            if d.found:
-                return frame, compute_crop(d.points[None], np.ones(1, bool), size)
-    raise NoFaceError(f"no face in the first {search} frames of the source; the live loop needs one to place the "
-                      f"crop")
-
-
 def _encoder(cfg: LiveConfig, run, device):
     if cfg.codes == "landmarks":
         return None
@@ -276,14 +257,3 @@ def _compose(driver: np.ndarray, avatar: np.ndarray, fps: float) -> np.ndarray:
     cv2.putText(view, f"{fps:.1f} fps", (6, int(20 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (255, 255, 0),
                 max(1, int(scale)), cv2.LINE_AA)
     return view
-
-
-class _NullWriter:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def write(self, frame) -> None:
-        pass

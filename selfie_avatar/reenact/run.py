@@ -10,6 +10,7 @@ Also writes ``OUT.json``: what was done, with timings.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +126,7 @@ def reenact(cfg: ReenactConfig) -> ReenactResult:
     t_gen = 0.0
     written = 0
     with VideoWriter(out, fps, audio_from=audio) as w_avatar, \
-            (VideoWriter(sbs, fps, audio_from=audio) if sbs else _Null()) as w_sbs:
+            (VideoWriter(sbs, fps, audio_from=audio) if sbs else contextlib.nullcontext()) as w_sbs:
         frames = prefetch(iter_frames(cfg.driver, max_frames=n))
         bar = tqdm(total=n, desc="reenact", unit="frame", disable=not cfg.progress)
         for start in range(0, n, cfg.batch_size):
@@ -197,7 +198,7 @@ def _plate(cfg: ReenactConfig, subject, rest: int, size: int) -> tuple[np.ndarra
     for plate in iter_frames(path, max_frames=rest + 1):
         pass
     c = subject.meta["crop"]
-    return plate, CropBox(c["x0"], c["y0"], c["side"], size)
+    return plate, CropBox(**c).with_size(size)
 
 
 def _side_by_side(driver: np.ndarray, avatar: np.ndarray) -> np.ndarray:
@@ -205,11 +206,3 @@ def _side_by_side(driver: np.ndarray, avatar: np.ndarray) -> np.ndarray:
     w = max(2, int(round(driver.shape[1] * h / driver.shape[0])))
     d = cv2.resize(driver, (w, h), interpolation=cv2.INTER_AREA if driver.shape[0] > h else cv2.INTER_LINEAR)
     return np.concatenate([d, avatar], 1)
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

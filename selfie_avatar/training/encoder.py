@@ -218,7 +218,7 @@ def train_encoder(cfg: TrainEncoderConfig) -> EncoderTrainResult:
     from selfie_avatar.prepare.subject import Subject
     from selfie_avatar.training.encoder_data import EncoderDataModule
     from selfie_avatar.training.encoder_report import heldout_report
-    from selfie_avatar.training.run import _keep_native_signal_handlers
+    from selfie_avatar.training.run import keep_native_signal_handlers
     from selfie_avatar.utils.atomic import atomic_dir, write_json_atomic
     from selfie_avatar.utils.device import resolve_device
 
@@ -270,7 +270,7 @@ def train_encoder(cfg: TrainEncoderConfig) -> EncoderTrainResult:
             log_every_n_steps=max(1, min(10, len(data.train_set) // cfg.batch_size)),
             num_sanity_val_steps=0, limit_val_batches=0,
         )
-        _keep_native_signal_handlers(trainer)
+        keep_native_signal_handlers(trainer)
         t0 = time.perf_counter()
         trainer.fit(module, datamodule=data)
         seconds = time.perf_counter() - t0

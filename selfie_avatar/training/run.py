@@ -170,7 +170,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         logger=loggers, callbacks=[best, StopAtStep()], default_root_dir=str(out),
         enable_progress_bar=cfg.progress, log_every_n_steps=1, enable_model_summary=False,
     )
-    _keep_native_signal_handlers(trainer)
+    keep_native_signal_handlers(trainer)
     t0 = time.perf_counter()
     try:
         trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.resume else None, weights_only=True)
@@ -192,7 +192,7 @@ def _finish_wandb(loggers) -> None:
             lg.experiment.finish()  # a no-op stand-in on ranks other than 0
 
 
-def _keep_native_signal_handlers(trainer) -> None:
+def keep_native_signal_handlers(trainer) -> None:
     """Make Lightning restore only the signals it actually replaced when fit ends.
 
     Its teardown re-registers *every* signal to what Python's ``signal.getsignal`` reported, which is SIG_DFL for

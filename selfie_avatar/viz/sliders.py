@@ -22,7 +22,6 @@ import torch
 
 from selfie_avatar.reenact.avatar_renderer import AvatarRenderer, to_uint8
 from selfie_avatar.reenact.codes import HeadCodes
-from selfie_avatar.render.camera import project
 from selfie_avatar.render.rotation import euler_to_matrix, matrix_to_euler
 
 
@@ -81,12 +80,6 @@ def slider_images(renderer: AvatarRenderer, values: SliderValues, rest_scale: fl
         ``image`` (S, S, 3) uint8 avatar, ``render`` (S, S, 3) uint8 ``I_R``, ``vertices`` (V, 3) posed mesh in
         the avatar's pixels (for a 3D view), ``faces`` (T, 3).
     """
-    codes = values_to_codes(values, rest_scale)
-    out = renderer(codes)
-    c = codes.scaled(renderer.factor)
-    dev = renderer.device
-    verts = renderer.face_model(torch.from_numpy(c.expression).to(dev))
-    screen = project(verts, torch.from_numpy(c.rotation).to(dev), torch.from_numpy(c.scale).to(dev),
-                     torch.from_numpy(c.translation).to(dev))
+    out = renderer(values_to_codes(values, rest_scale))
     return {"image": to_uint8(out["image"])[0], "render": to_uint8(out["render"])[0],
-            "vertices": screen[0].cpu().numpy(), "faces": renderer.face_model.faces.cpu().numpy()}
+            "vertices": out["vertices"][0].cpu().numpy(), "faces": renderer.face_model.faces.cpu().numpy()}

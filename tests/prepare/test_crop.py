@@ -44,3 +44,11 @@ def test_paste_back_restores_the_inside_and_keeps_the_outside():
     assert out[60, 80].tolist() == [200, 200, 200]  # centre of the crop
     assert out[5, 5].tolist() == [10, 10, 10]  # outside
     assert 10 < out[60, 41, 0] < 200  # blended border
+
+
+def test_with_size_cuts_the_same_region_at_another_side():
+    box = CropBox(10.0, 20.0, 100.0, 256)
+    small = box.with_size(64)
+    assert (small.x0, small.y0, small.side, small.size) == (10.0, 20.0, 100.0, 64)
+    pts = np.array([[60.0, 70.0, 0.0]])
+    np.testing.assert_allclose(small.points_to_crop(pts)[0, :2], box.points_to_crop(pts)[0, :2] / 4)

@@ -22,7 +22,7 @@ from selfie_avatar.training.encoder import EncoderModule, load_encoder, train_en
 from selfie_avatar.training.encoder_data import (AugmentSettings, EncoderFrames, augment_batch, load_codes,
                                                  similarity_matrix, warp_images)
 from selfie_avatar.training.encoder_report import code_errors, constant_mean, model_landmarks, predict_relative
-from selfie_avatar.training.run import _keep_native_signal_handlers
+from selfie_avatar.training.run import keep_native_signal_handlers
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_training_learns_pose_from_pixels_and_beats_the_constant_mean(subject, c
                         generator=torch.Generator().manual_seed(0))
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=150, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
-    _keep_native_signal_handlers(trainer)  # a bare Trainer's teardown would disarm MediaPipe's SIGPROF handler
+    keep_native_signal_handlers(trainer)  # a bare Trainer's teardown would disarm MediaPipe's SIGPROF handler
     trainer.fit(module, train_dataloaders=loader)
     fm = subject.face_model()
     enc = code_errors(predict_relative(module.encoder, test["image"], torch.device("cpu")), test, fm, 64)
