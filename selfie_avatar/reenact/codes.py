@@ -64,6 +64,12 @@ class HeadCodes:
         idx = slice(None) if indices is None else np.asarray(indices)
         return cls(get("rotation")[idx], get("scale")[idx], get("translation")[idx], get("expression")[idx])
 
+    @classmethod
+    def concat(cls, parts: list["HeadCodes"]) -> "HeadCodes":
+        """The frames of several :class:`HeadCodes`, in order."""
+        return cls(*(np.concatenate([getattr(p, k) for p in parts])
+                     for k in ("rotation", "scale", "translation", "expression")))
+
     def scaled(self, factor: float) -> "HeadCodes":
         """The same codes for a crop ``factor`` times larger (pixels scale, rotation and expression do not)."""
         return HeadCodes(self.rotation, self.scale * factor, self.translation * factor, self.expression)

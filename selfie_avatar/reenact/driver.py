@@ -150,8 +150,7 @@ def encode_driver(video: str, encoder, size: int, max_frames: int | None = None,
     bar.close()
     if not parts:
         raise NoFaceError(f"{video}: no frame could be decoded")
-    codes = HeadCodes(*(np.concatenate([getattr(p, k) for p in parts])
-                        for k in ("rotation", "scale", "translation", "expression")))
+    codes = HeadCodes.concat(parts)
     n = len(codes)
     return DriverCodes(codes, np.ones(n, bool), box, info, "encoder",
                        {"find_face": t_box, "encoder": t_enc, "encoder_ms_per_frame": 1000 * t_enc / n})

@@ -186,10 +186,7 @@ def live(cfg: LiveConfig) -> LiveResult:
                     frame = next(frames, None)
                     continue
                 reference = codes if reference is None else reference
-                pair = HeadCodes(np.concatenate([reference.rotation, codes.rotation]),
-                                 np.concatenate([reference.scale, codes.scale]),
-                                 np.concatenate([reference.translation, codes.translation]),
-                                 np.concatenate([reference.expression, codes.expression]))
+                pair = HeadCodes.concat([reference, codes])
                 target = transfer(pair, rest, cfg.pose, cfg.neutral, cfg.expression_scale, reference=0)[1]
                 t1 = time.perf_counter()
                 geo = renderer.geometry(target)

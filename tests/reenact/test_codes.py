@@ -86,3 +86,9 @@ def test_flame_codes_are_all_shared_and_unbounded():
     np.testing.assert_allclose(out.expression[1], [2.5, -4.0, 0, 0, 0, 0.4, 0, 0], atol=1e-6)
     with pytest.raises(ValueError, match="shared entries"):
         transfer(_codes(2, width=4), rest, shared=width)
+
+
+def test_concat_keeps_frame_order():
+    a, b = _codes(2, scale=1.0), _codes(1, scale=3.0)
+    c = HeadCodes.concat([a, b])
+    assert len(c) == 3 and c.scale.tolist() == [1.0, 1.0, 3.0] and c.expression.shape == (3, a.expression.shape[1])
