@@ -40,7 +40,9 @@ class PrepareConfig:
     expression_pca: int = _f(4, "extra PCA components for what the 52 blendshape scores miss (0: none)")
     ridge: float = _f(1e-2, "ridge weight of the per-subject blendshape regression")
     smooth_sigma: float = _f(1.0, "temporal Gaussian smoothing of pose and codes, in frames (0: off)")
-    held_out_fraction: float = _f(0.10, "last fraction of valid frames held out for evaluation")
+    held_out_fraction: float = _f(0.10, "last fraction of valid frames held out as the test set (reporting only)")
+    validation_fraction: float = _f(0.05, "fraction of valid frames just before the test set kept for validation "
+                                    "(the only frames that choose a checkpoint)")
     min_valid_frames: int = _f(2, "fail when fewer frames than this have a usable face")
     landmarker: str | None = _f(None, "path to face_landmarker.task (default: resolved from the weights folders)")
     segmenter: str | None = _f(None, "path to selfie_segmentation.tflite (default: resolved from the weights folders)")
@@ -70,7 +72,7 @@ class SampleConfig:
 @dataclass
 class DemoConfig:
     """Settings of ``selfie-avatar demo``: the main job end to end on the built-in sample (or your video):
-    prepare, train, evaluate on the held-out frames, reenact with a driving clip."""
+    prepare, train, evaluate on the test frames, reenact with a driving clip."""
 
     out: str = _f("outputs/demo", "output folder")
     video: str | None = _f(None, "your own selfie video instead of the built-in sample")
@@ -129,10 +131,10 @@ class TrainConfig:
 
 @dataclass
 class EvaluateConfig:
-    """Settings of ``selfie-avatar evaluate``: metrics of a trained run on its subject's held-out frames."""
+    """Settings of ``selfie-avatar evaluate``: metrics of a trained run on its subject's test frames, beside trivial baselines."""
 
     run_dir: str = _f("", "run folder written by `selfie-avatar train`", positional=True)
-    checkpoint: str = _f("best", "which checkpoint: best (held-out PSNR) or last", choices=("best", "last"))
+    checkpoint: str = _f("best", "which checkpoint: best (PSNR on the validation frames) or last", choices=("best", "last"))
     out: str | None = _f(None, "output folder (default: RUN_DIR/eval)")
     batch_size: int = _f(8, "frames per batch")
     device: str = _f("auto", "torch device: auto, cpu, cuda or cuda:N")
@@ -154,7 +156,7 @@ class AblationConfig:
     group: str | None = _f(None, "Weights & Biases group (default: the grid folder's name and the start time)")
     wandb_project: str = _f("selfie-avatar", "Weights & Biases project")
     device: str = _f("auto", "torch device: auto, cpu, cuda or cuda:N")
-    evaluate: bool = _f(True, "evaluate each run's last checkpoint on the held-out frames")
+    evaluate: bool = _f(True, "evaluate each run's last checkpoint on the test frames")
     overwrite: bool = _f(False, "delete and redo run folders that exist")
     skip_existing: bool = _f(False, "keep run folders that already finished")
     progress: bool = _f(True, "show progress bars")
@@ -187,7 +189,7 @@ class ReenactConfig:
     run_dir: str = _f("", "run folder written by `selfie-avatar train`", positional=True)
     driver: str = _f("", "driving video (another person, or the same one)", required=True)
     out: str = _f("", "avatar video to write (.mp4); the side-by-side video goes beside it", required=True)
-    checkpoint: str = _f("best", "which checkpoint: best (held-out PSNR) or last", choices=("best", "last"))
+    checkpoint: str = _f("best", "which checkpoint: best (PSNR on the validation frames) or last", choices=("best", "last"))
     pose: str = _f("relative", "head pose: relative (driver's motion from its first frame, on the subject's rest "
                    "pose) or absolute (the driver's pose as it sits in its crop)", choices=("relative", "absolute"))
     neutral: str = _f("first", "expression: first (changes from the driver's first frame, on the subject's rest "
@@ -213,7 +215,7 @@ class ExportConfig:
 
     run_dir: str = _f("", "run folder written by `selfie-avatar train`", positional=True)
     onnx: str = _f("", "ONNX file to write", required=True)
-    checkpoint: str = _f("best", "which checkpoint: best (held-out PSNR) or last", choices=("best", "last"))
+    checkpoint: str = _f("best", "which checkpoint: best (PSNR on the validation frames) or last", choices=("best", "last"))
 
 
 @dataclass
@@ -230,7 +232,7 @@ class LiveConfig:
     encoder: str | None = _f(None, "encoder checkpoint (default: RUN_DIR/encoder/encoder.ckpt)")
     path: str = _f("eager", "generator inference path (compile, channels_last, bf16; fp16 on CUDA)",
                    choices=("eager", "channels_last", "compile", "bf16", "fp16"))
-    checkpoint: str = _f("best", "which checkpoint: best (held-out PSNR) or last", choices=("best", "last"))
+    checkpoint: str = _f("best", "which checkpoint: best (PSNR on the validation frames) or last", choices=("best", "last"))
     pose: str = _f("relative", "head pose: relative (from the first frame) or absolute", choices=("relative", "absolute"))
     neutral: str = _f("first", "expression: first (changes from the first frame) or none", choices=("first", "none"))
     expression_scale: float = _f(1.0, "strength of the transferred expression")

@@ -3,7 +3,7 @@
     [1/5] clips     the built-in sample (or --video), and a second built-in clip to drive it (or --driver)
     [2/5] prepare   -> OUT/subject/   landmarks, crop, tracking, I_R, I_UV, matte, background, preview
     [3/5] train     -> OUT/run/       the avatar with the cpu preset (about 10 minutes on 2 CPU cores)
-    [4/5] evaluate  -> OUT/eval/      held-out L1, PSNR, SSIM (LPIPS where its weights exist), grid, video
+    [4/5] evaluate  -> OUT/eval/      test-frame L1, PSNR, SSIM, LPIPS, identity beside trivial baselines, grid, video
     [5/5] reenact   -> OUT/reenact/   the avatar driven by the driving clip, alone and beside the driver
 
 Ends with a one-screen summary, also written to ``OUT/summary.json``.
@@ -72,7 +72,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     print(trained.summary())
     lap("train")
 
-    print(f"[4/5] evaluating on the held-out frames -> {out / 'eval'}")
+    print(f"[4/5] evaluating on the test frames -> {out / 'eval'}")
     checkpoint = "best" if trained.best_checkpoint else "last"
     evaluated = evaluate(EvaluateConfig(run_dir=str(run), checkpoint=checkpoint, out=str(out / "eval"),
                                         device=cfg.device))
@@ -88,16 +88,20 @@ def run_demo(cfg: DemoConfig) -> dict:
     summary = {
         "out": str(out), "video": str(video), "driver": str(driver), "seconds": seconds,
         "prepare": {"frames": prepared.num_frames, "train_frames": prepared.num_train,
-                    "heldout_frames": prepared.num_heldout, "landmark_error_px": prepared.landmark_error_px,
+                    "validation_frames": prepared.num_validation, "test_frames": prepared.num_test,
+                    "landmark_error_px": prepared.landmark_error_px,
                     "matte": prepared.matte_source},
         "train": {"preset": cfg.preset, "steps": trained.steps, "minutes": trained.seconds / 60,
                   "val_psnr": trained.val_psnr, "vgg_source": trained.vgg_source},
-        "heldout": {k: m[k] for k in ("l1", "psnr", "ssim", "fg_psnr", "untrained_psnr") if k in m}
-                   | {"lpips": m.get("lpips"), "lpips_note": evaluated.lpips},
+        "test": {k: m.get(k) for k in ("l1", "psnr", "ssim", "lpips", "identity", "fg_psnr", "untrained_psnr")}
+                | {"notes": evaluated.report["notes"], "checkpoint": evaluated.report["checkpoint_selection"]},
+        "baselines": {b: v["mean"] for b, v in evaluated.report["baselines"].items()},
+        "margin": evaluated.report["margin"],
         "generator_frames_per_second": evaluated.frames_per_second,
         "reenact": {"frames": reenacted.frames, "fps": reenacted.generator_fps},
         "files": {"preview": str(subject / "preview.png"), "tracking_video": str(subject / "tracking.mp4"),
-                  "grid": str(out / "eval" / "grid.png"), "heldout_video": str(out / "eval" / "heldout.mp4"),
+                  "grid": str(out / "eval" / "grid.png"), "test_video": str(out / "eval" / "test.mp4"),
+                  "baselines": str(out / "eval" / "baselines.png"),
                   "avatar_video": str(reenacted.video),
                   "side_by_side_video": str(reenacted.side_by_side) if reenacted.side_by_side else None},
     }
@@ -106,28 +110,48 @@ def run_demo(cfg: DemoConfig) -> dict:
     return summary
 
 
+def _margin_line(s: dict) -> str:
+    from selfie_avatar.evaluate.report import LABELS, TITLES
+
+    parts = []
+    for metric, g in s["margin"].items():
+        if metric.startswith("fg_") or metric == "l1":
+            continue
+        verdict = "better" if g["better"] else ("worse" if g["ci95"][1] < 0 else "not distinguishable")
+        parts.append(f"{TITLES[metric]} {g['improvement']:+.3f} ({verdict}, vs {LABELS[g['baseline']]})")
+    return "; ".join(parts)
+
+
 def format_summary(s: dict) -> str:
     """The one-screen summary of a demo run."""
-    h, sec, f = s["heldout"], s["seconds"], s["files"]
-    lp = f"{h['lpips']:.4f}" if h.get("lpips") is not None else f"unavailable ({h['lpips_note']})"
+    h, sec, f = s["test"], s["seconds"], s["files"]
+
+    def num(v, digits: int, note: str) -> str:
+        return f"{v:.{digits}f}" if v is not None else f"unavailable ({note})"
+
+    best = {m: s["margin"][m]["baseline_mean"] for m in ("psnr", "ssim") if m in s["margin"]}
     lines = [
         "",
         "=" * 78,
         f"selfie_avatar demo finished in {sec['total'] / 60:.1f} min; everything is under {s['out']}",
         "=" * 78,
         f"prepare   {s['prepare']['frames']} frames ({s['prepare']['train_frames']} train, "
-        f"{s['prepare']['heldout_frames']} held out), landmark error {s['prepare']['landmark_error_px']:.2f} px, "
-        f"{sec['prepare']:.0f} s",
+        f"{s['prepare']['validation_frames']} validation, {s['prepare']['test_frames']} test), landmark error "
+        f"{s['prepare']['landmark_error_px']:.2f} px, {sec['prepare']:.0f} s",
         f"train     {s['train']['preset']} preset: {s['train']['steps']} steps in {s['train']['minutes']:.1f} min "
         f"(VGG: {s['train']['vgg_source']})",
-        f"held out  PSNR {h['psnr']:.2f} dB (untrained {h['untrained_psnr']:.2f}), SSIM {h['ssim']:.3f}, "
-        f"L1 {h['l1']:.4f}, foreground PSNR {h['fg_psnr']:.2f} dB",
-        f"          LPIPS {lp}",
+        f"test      PSNR {h['psnr']:.2f} dB (best trivial baseline {best.get('psnr', float('nan')):.2f}, untrained "
+        f"{h['untrained_psnr']:.2f}), SSIM {h['ssim']:.3f} (baseline {best.get('ssim', float('nan')):.3f})",
+        f"          LPIPS {num(h['lpips'], 4, h['notes']['lpips'])}, identity "
+        f"{num(h['identity'], 3, h['notes']['identity'])}",
+        f"margin    {_margin_line(s)}",
+        f"          checkpoint: {h['checkpoint']}",
         f"speed     generator {s['generator_frames_per_second']:.1f} frames/s; reenact {s['reenact']['frames']} "
         f"frames at {s['reenact']['fps']:.1f} frames/s (render + generator)",
         "look at",
         f"  {f['preview']}          tracking contact sheet",
-        f"  {f['grid']}             real | generated | error, held-out frames",
+        f"  {f['grid']}             real | generated | error, test frames",
+        f"  {f['baselines']}        real | avatar | nearest-codes, mean, last training frame",
         f"  {f['side_by_side_video']}   driver | avatar",
         f"  {f['avatar_video']}",
         "=" * 78,

@@ -59,7 +59,9 @@ def test_demo_runs_end_to_end_on_the_builtin_sample(tmp_path, capsys, monkeypatc
     assert (out / "sample.mp4").is_file() and (out / "subject" / "preview.png").is_file()
     assert json.loads((out / "demo_config.json").read_text())["size"] == 64
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["heldout"]["psnr"] > summary["heldout"]["untrained_psnr"]
-    for key in ("grid", "heldout_video", "avatar_video", "side_by_side_video"):
+    assert summary["test"]["psnr"] > summary["test"]["untrained_psnr"]
+    assert set(summary["baselines"]) >= {"nearest_codes", "mean_frame", "last_frame"}
+    assert "margin" in printed and summary["margin"]["psnr"]["baseline"] in summary["baselines"]
+    for key in ("grid", "test_video", "baselines", "avatar_video", "side_by_side_video"):
         assert Path(summary["files"][key]).is_file(), key
     assert probe_video(summary["files"]["avatar_video"]).num_frames == probe_video(out / "driver.mp4").num_frames

@@ -54,7 +54,8 @@ class PrepareResult:
     num_frames: int
     num_valid: int
     num_train: int
-    num_heldout: int
+    num_validation: int
+    num_test: int
     landmark_error_px: float
     landmark_error_rel: float
     matte_source: str
@@ -69,7 +70,7 @@ class PrepareResult:
         return (
             f"subject folder: {self.path}\n"
             f"  frames: {self.num_frames} decoded, {self.num_valid} with a face "
-            f"({self.num_train} train, {self.num_heldout} held out)\n"
+            f"({self.num_train} train, {self.num_validation} validation, {self.num_test} test)\n"
             f"  landmark reprojection error: {self.landmark_error_px:.2f} px "
             f"({100 * self.landmark_error_rel:.2f}% of face size)\n"
             f"  matte: {self.matte_source}\n"
@@ -104,7 +105,7 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
     clip = track_clip(cfg, progress, timer, info)
     seq, box, lm_crop, track, multi = clip.sequence, clip.box, clip.landmarks_crop, clip.tracking, clip.multi_face_frames
     n_valid = int(seq.valid.sum())
-    train, heldout = split_frames(seq.valid, cfg.held_out_fraction)
+    split = split_frames(seq.valid, cfg.held_out_fraction, cfg.validation_fraction)
 
     # ---- pass 2: crop, matte, render, write ------------------------------------------------------------
     # One interpreter thread: the other core is busy encoding the previous batch's images.
@@ -171,10 +172,11 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
         _write_tracking(tmp / "tracking.npz", track, seq, box, info)
         save_face_model(track.model, tmp / "face_model.npz")
         timer.seconds["total"] = time.perf_counter() - t_start
-        meta = _meta(cfg, info, seq, box, track, train, heldout, matte_source, float(1 - seen.mean()),
+        meta = _meta(cfg, info, seq, box, track, split, matte_source, float(1 - seen.mean()),
                      dict(timer.seconds), multi)
         write_json_atomic(tmp / "meta.json", meta)
-    result = PrepareResult(out, n, n_valid, len(train), len(heldout), track.landmark_error_px,
+    result = PrepareResult(out, n, n_valid, len(split.train), len(split.validation), len(split.test),
+                           track.landmark_error_px,
                            track.landmark_error_rel, matte_source, dict(timer.seconds))
     log.info("prepared %s: %d frames, landmark error %.2f px", out, n, track.landmark_error_px)
     return result
@@ -224,7 +226,7 @@ def _versions() -> dict[str, str]:
             "numpy": np.__version__, "mediapipe": mediapipe.__version__, "av": av.__version__}
 
 
-def _meta(cfg, info, seq, box, track, train, heldout, matte_source, bg_hole_fraction, seconds, multi) -> dict:
+def _meta(cfg, info, seq, box, track, split, matte_source, bg_hole_fraction, seconds, multi) -> dict:
     counts = {STATUS_NAMES[s]: int((seq.status == s).sum()) for s in (DETECTED, INTERPOLATED, MISSING)}
     total = seconds.get("total", float("nan"))
     return {
@@ -243,7 +245,8 @@ def _meta(cfg, info, seq, box, track, train, heldout, matte_source, bg_hole_frac
         "frame_status": counts,
         "frames_with_several_faces": multi,
         "crop": box.to_dict(),
-        "split": {"train": train, "heldout": heldout, "held_out_fraction": cfg.held_out_fraction},
+        "split": {"train": split.train, "validation": split.validation, "test": split.test,
+                  "test_fraction": cfg.held_out_fraction, "validation_fraction": cfg.validation_fraction},
         "camera": {"model": "scaled_orthographic", "image_size": [cfg.size, cfg.size],
                    "convention": "x right, y down, z away; screen = scale * R @ vertex + translation (crop pixels)"},
         "face_model": {"kind": track.model.name, "num_vertices": int(track.model.num_vertices),

@@ -52,14 +52,47 @@ def write_frame_images(root: Path, index: int, frame: np.ndarray, render: np.nda
     write_image(root / "matte" / name, (np.clip(matte, 0, 1) * 255 + 0.5).astype(np.uint8))
 
 
-def split_frames(valid: np.ndarray, held_out_fraction: float) -> tuple[list[int], list[int]]:
-    """Train / held-out frame indices: the last ``held_out_fraction`` of valid frames are held out (at least one
-    when there are at least two valid frames)."""
-    idx = np.flatnonzero(valid)
-    n_hold = int(np.ceil(len(idx) * held_out_fraction)) if len(idx) >= 2 else 0
-    n_hold = min(n_hold, len(idx) - 1) if len(idx) >= 2 else 0
-    cut = len(idx) - n_hold
-    return idx[:cut].tolist(), idx[cut:].tolist()
+#: Fraction of valid frames, just before the test tail, kept for validation when a folder's meta.json has no
+#: validation split (folders prepared before the split existed).
+DEFAULT_VALIDATION_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class Split:
+    """The three disjoint frame sets of a subject, in frame order.
+
+    Attributes:
+        train: frames the avatar is trained on.
+        validation: a short slice just before the test tail, never trained on; the only frames that choose anything
+            (``best.ckpt``, early stopping, tuning).
+        test: the last frames, used only for reporting.
+        derived: True when ``validation`` was carved out of an older folder's training frames at read time.
+    """
+
+    train: list[int]
+    validation: list[int]
+    test: list[int]
+    derived: bool = False
+
+
+def split_frames(valid: np.ndarray, test_fraction: float,
+                 validation_fraction: float = DEFAULT_VALIDATION_FRACTION) -> Split:
+    """Train / validation / test frame indices over the frames with a face (``valid``).
+
+    The last ``test_fraction`` of valid frames are the test set (at least one when there are at least two valid
+    frames); the ``validation_fraction`` before them the validation set (at least one when at least two frames
+    remain for training and validation); the rest train. Frames are never shared between the sets.
+    """
+    for name, f in (("test_fraction", test_fraction), ("validation_fraction", validation_fraction)):
+        if not 0.0 <= f < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {f}")
+    idx = np.flatnonzero(valid).tolist()
+    n = len(idx)
+    n_test = min(max(int(np.ceil(n * test_fraction)), 1), n - 1) if n >= 2 and test_fraction > 0 else 0
+    rest = n - n_test
+    n_val = min(max(int(np.ceil(n * validation_fraction)), 1), rest - 1) if rest >= 2 and validation_fraction > 0 else 0
+    cut_val, cut_test = rest - n_val, n - n_test
+    return Split(idx[:cut_val], idx[cut_val:cut_test], idx[cut_test:])
 
 
 @dataclass
@@ -103,13 +136,33 @@ class Subject:
     def __len__(self) -> int:
         return int(self.meta["num_frames"])
 
-    @property
-    def train_indices(self) -> list[int]:
-        return list(self.meta["split"]["train"])
+    @cached_property
+    def split(self) -> Split:
+        """The train / validation / test frames (see :class:`Split`).
+
+        Folders written before the validation split existed hold only ``train`` and ``heldout``: their held-out
+        tail stays the test set and the last :data:`DEFAULT_VALIDATION_FRACTION` of valid frames before it becomes
+        validation (``derived`` is then True), so checkpoints are never chosen on test frames there either.
+        """
+        sp = self.meta["split"]
+        if "test" in sp:
+            return Split(list(sp["train"]), list(sp["validation"]), list(sp["test"]))
+        train, test = list(sp["train"]), list(sp["heldout"])
+        n_valid = len(train) + len(test)
+        n_val = min(max(int(np.ceil(n_valid * DEFAULT_VALIDATION_FRACTION)), 1), len(train) - 1) if len(train) >= 2 else 0
+        return Split(train[:len(train) - n_val], train[len(train) - n_val:], test, derived=True)
 
     @property
-    def heldout_indices(self) -> list[int]:
-        return list(self.meta["split"]["heldout"])
+    def train_indices(self) -> list[int]:
+        return list(self.split.train)
+
+    @property
+    def validation_indices(self) -> list[int]:
+        return list(self.split.validation)
+
+    @property
+    def test_indices(self) -> list[int]:
+        return list(self.split.test)
 
     def frame(self, i: int) -> np.ndarray:
         return read_image(self.root / "frames" / frame_name(i))

@@ -69,7 +69,7 @@ def export_onnx(cfg: ExportConfig) -> ExportResult:
     run = open_run(cfg.run_dir, cfg.checkpoint, "cpu")
     baked = BakedAvatar(run.avatar).eval()
     subject = run.subject
-    frames = (subject.heldout_indices or subject.train_indices)[:4]
+    frames = (subject.test_indices or subject.train_indices)[:4]
     data = SubjectFrames(subject, frames, size=baked.size, cache=False)
     render = torch.stack([data[k]["render"] for k in range(len(frames))])
     uv = torch.stack([data[k]["uv"] for k in range(len(frames))])

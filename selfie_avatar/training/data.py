@@ -1,4 +1,4 @@
-"""Training data from a subject folder: the training frames, and the held-out tail as the validation set.
+"""Training data from a subject folder: the training frames, and the validation frames (never the test frames).
 
 One sample (all tensors float32, (C, H, W)):
 
@@ -73,7 +73,8 @@ class SubjectFrames(Dataset):
 
 
 class SubjectDataModule(LightningDataModule):
-    """Train on the subject's training frames; validate on its held-out tail. Seeded and deterministic on CPU.
+    """Train on the subject's training frames; validate on its validation frames, the only ones that choose a
+    checkpoint (the test frames are never read here). Seeded and deterministic on CPU.
 
     Args:
         subject_dir: the subject folder.
@@ -81,7 +82,7 @@ class SubjectDataModule(LightningDataModule):
         batch_size: training batch size.
         num_workers: DataLoader workers (0 keeps everything in one process, the default on CPU).
         seed: shuffling seed.
-        max_val_frames: validate on at most this many held-out frames (evenly spaced), to keep validation cheap.
+        max_val_frames: validate on at most this many validation frames (evenly spaced), to keep validation cheap.
     """
 
     def __init__(self, subject_dir: str | Path, size: int | None = None, batch_size: int = 4, num_workers: int = 0,
@@ -93,11 +94,13 @@ class SubjectDataModule(LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.max_val_frames = max_val_frames
-        held = self.subject.heldout_indices
-        if len(held) > max_val_frames:
-            held = [held[int(k)] for k in np.linspace(0, len(held) - 1, max_val_frames).round()]
+        val = self.subject.validation_indices
+        if len(val) > max_val_frames:
+            val = [val[int(k)] for k in np.linspace(0, len(val) - 1, max_val_frames).round()]
+        # A subject too short for a validation slice validates on its last training frame: still never a test frame.
+        self.val_indices = val or self.subject.train_indices[-1:]
         self.train_set = SubjectFrames(self.subject, self.subject.train_indices, self.size)
-        self.val_set = SubjectFrames(self.subject, held or self.subject.train_indices[-1:], self.size)
+        self.val_set = SubjectFrames(self.subject, self.val_indices, self.size)
 
     @property
     def num_frames(self) -> int:

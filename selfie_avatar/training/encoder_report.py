@@ -166,7 +166,7 @@ def heldout_report(encoder: CodeEncoder, subject, train: dict[str, Tensor], face
                                       crop_px)),
         "constant_mean": _means(code_errors(constant_mean(train, len(pick)), sample, face_model, crop_px)),
     }
-    held = subject.heldout_indices
+    held = subject.test_indices  # the encoder chose nothing on them either
     if held:
         target = load_codes(subject, held, size, train["landmarks"].shape[1], progress)
         idx = target["frame_index"].numpy()

@@ -4,7 +4,7 @@
       config.json             every setting of the run (train config, preset values, model config, loss set,
                               VGG feature source, versions)
       checkpoints/last.ckpt   the latest state (atomic; --resume continues from it exactly)
-      checkpoints/best.ckpt   the best by held-out PSNR
+      checkpoints/best.ckpt   the best by PSNR on the validation frames (never on the test frames)
       logs/metrics.csv        every logged value (always)
       wandb/                  Weights & Biases run files (offline unless logged in; WANDB_MODE is honoured)
       images/                 panels: real | generated | I_R | I_UV | mask
@@ -45,7 +45,7 @@ class TrainResult:
     def summary(self) -> str:
         psnr = "n/a" if self.val_psnr is None else f"{self.val_psnr:.2f} dB"
         return (f"run folder: {self.run_dir}\n  steps: {self.steps} in {self.seconds / 60:.1f} min\n"
-                f"  held-out PSNR (EMA generator): {psnr}\n  VGG features: {self.vgg_source}\n"
+                f"  validation PSNR (EMA generator): {psnr}\n  VGG features: {self.vgg_source}\n"
                 f"  checkpoints: {self.last_checkpoint}" + (f", {self.best_checkpoint}" if self.best_checkpoint else ""))
 
 
@@ -134,6 +134,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         "type": "TrainRun", "train_config": config_to_dict(cfg),
         "resolved": {k: v for k, v in s.items() if k != "model"}, "model": dataclasses.asdict(model_cfg),
         "loss_weights": weights, "vgg_source": module.vgg_source, "subject": str(Path(cfg.subject).resolve()),
+        "validation_frames": data.val_indices, "test_frames": data.subject.test_indices,
+        "checkpoint_selection": f"best.ckpt: highest val/psnr of the EMA generator on {len(data.val_indices)} "
+                                f"validation frames, never on a test frame",
         "assets": module.assets_record,  # which model files were real, which fell back (also the W&B config)
         "versions": {"selfie_avatar": __version__, "torch": torch.__version__, "python": platform.python_version()},
     }

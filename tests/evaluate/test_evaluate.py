@@ -47,4 +47,4 @@ def test_evaluate_a_tiny_run(train_subject, tmp_path, monkeypatch, capsys):
         assert k in m["mean"]
     assert m["mean"]["psnr"] > m["mean"]["untrained_psnr"]  # training helped
     assert m["lpips_note"] and m["vgg_source"].startswith("none") and m["generator_frames_per_second"] > 0
-    assert (run / "eval" / "grid.png").is_file() and probe_video(run / "eval" / "heldout.mp4").num_frames == n
+    assert (run / "eval" / "grid.png").is_file() and probe_video(run / "eval" / "test.mp4").num_frames == n

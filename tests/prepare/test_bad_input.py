@@ -66,7 +66,7 @@ def test_face_in_only_some_frames(tmp_path, sample_frames):
     res = _run(path, tmp_path / "out")
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["frame_status"] == {"detected": 25, "interpolated": 3, "missing": 12}
-    used = set(meta["split"]["train"]) | set(meta["split"]["heldout"])
+    used = set(meta["split"]["train"]) | set(meta["split"]["validation"]) | set(meta["split"]["test"])
     assert used.isdisjoint(range(20, 32)) and {10, 11, 12} <= used
     assert res.num_valid == 28
 

@@ -42,7 +42,9 @@ def test_sample_tracking_quality_and_meta(sample_subject):
     assert 0 < meta["landmark_error_rel"] < 0.03
     assert meta["frame_status"]["detected"] == 60
     assert meta["matte_source"] == "mediapipe_selfie_segmentation"
-    assert meta["split"]["heldout"] == list(range(54, 60)) and meta["split"]["train"] == list(range(54))
+    split = meta["split"]
+    assert split["test"] == list(range(54, 60)) and split["validation"] == list(range(51, 54))
+    assert split["train"] == list(range(51))
     assert meta["config"]["size"] == 128 and meta["format_version"] == 1
     for k in ("decode", "landmarks", "tracking", "matte", "render", "write", "total"):
         assert meta["timings_s"][k] >= 0

@@ -42,7 +42,7 @@ def subject(train_subject) -> Subject:
 
 @pytest.fixture(scope="module")
 def codes(subject) -> dict[str, torch.Tensor]:
-    return load_codes(subject, subject.train_indices + subject.heldout_indices)
+    return load_codes(subject, subject.train_indices + subject.test_indices)
 
 
 def _landmark_residual(face_model, batch) -> torch.Tensor:
@@ -186,7 +186,7 @@ def test_train_encoder_writes_a_loadable_folder(train_subject, tmp_path, one_thr
     # load_encoder: codes in tracking.npz conventions, in pixels of whatever size goes in.
     loaded = load_encoder(out, "cpu")
     subject = Subject(train_subject)
-    crops = torch.stack([torch.from_numpy(subject.frame(i)).permute(2, 0, 1) for i in subject.heldout_indices])
+    crops = torch.stack([torch.from_numpy(subject.frame(i)).permute(2, 0, 1) for i in subject.test_indices])
     x = crops.float() / 127.5 - 1
     p64 = loaded.predict(x)
     assert p64["translation"].shape == (len(x), 3) and (p64["translation"][:, 2] == 0).all()

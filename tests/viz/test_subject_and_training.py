@@ -62,7 +62,7 @@ def test_avatar_maps_and_frames(train_subject):
     assert maps["face texture (RGB view)"].shape == (64, 64, 3)
     assert maps["background canvas (RGB view)"].shape[0] == avatar.config.bg_canvas_size
     subject = Subject(train_subject)
-    idx = subject.heldout_indices[:2]
+    idx = subject.test_indices[:2]
     shown = avatar_frames(avatar, subject, idx)
     assert len(shown["real"]) == len(shown["generated"]) == len(idx)
     assert shown["generated"][0].shape == (64, 64, 3) and not np.array_equal(shown["real"][0], shown["generated"][0])
