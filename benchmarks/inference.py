@@ -36,7 +36,8 @@ def baked_avatar(cfg: ModelConfig, device: torch.device) -> BakedAvatar:
     torch.manual_seed(0)
     gen = AvatarGenerator(cfg).to(device).eval()
     cache = gen.compute_cache()
-    avatar = LoadedAvatar(cfg, gen.image_generator, cache["face_texture"], cache["bg_canvas"], 0, {}, None)
+    plate = torch.rand(1, 3, cfg.size, cfg.size, device=device) * 2 - 1 if cfg.use_background_plate else None
+    avatar = LoadedAvatar(cfg, gen.image_generator, cache["face_texture"], cache["bg_canvas"], 0, {}, None, plate)
     return BakedAvatar(avatar).to(device)
 
 

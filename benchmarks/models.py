@@ -41,6 +41,7 @@ def synthetic_batch(cfg: ModelConfig, batch: int, device: torch.device, seed: in
         "image": (torch.rand(batch, 3, s, s, generator=g) * 2 - 1).to(device),
         "uv": uv.to(device),
         "frame_index": torch.zeros(batch, dtype=torch.long, device=device),
+        "plate": (torch.rand(1, 3, s, s, generator=g) * 2 - 1).to(device) if cfg.use_background_plate else None,
     }
 
 
@@ -70,7 +71,7 @@ def time_preset(cfg: ModelConfig, batch: int, device: torch.device, repeats: int
     def train_step() -> None:
         G.zero_grad(set_to_none=True)
         D.zero_grad(set_to_none=True)
-        out = G(data["render"], data["uv"], frame_index=data["frame_index"])
+        out = G(data["render"], data["uv"], frame_index=data["frame_index"], plate=data["plate"])
         d_loss = F.softplus(-D(data["image"], data["render"])).mean() \
             + F.softplus(D(out["image"].detach(), data["render"])).mean()
         d_loss.backward()
@@ -83,7 +84,8 @@ def time_preset(cfg: ModelConfig, batch: int, device: torch.device, repeats: int
     @torch.no_grad()
     def inference() -> None:
         image_generator.eval()
-        G(data["render"], data["uv"], face_texture=cache["face_texture"], bg_canvas=cache["bg_canvas"])
+        G(data["render"], data["uv"], face_texture=cache["face_texture"], bg_canvas=cache["bg_canvas"],
+          plate=data["plate"])
         image_generator.train()
 
     step = _median_time(train_step, repeats, sync)

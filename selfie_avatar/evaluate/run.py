@@ -188,7 +188,8 @@ def _untrained(avatar, device):
     torch.manual_seed(0)
     gen = AvatarGenerator(avatar.config).to(device).eval()
     cache = gen.compute_cache()
-    return LoadedAvatar(avatar.config, gen.image_generator, cache["face_texture"], cache["bg_canvas"], 0, {}, None)
+    return LoadedAvatar(avatar.config, gen.image_generator, cache["face_texture"], cache["bg_canvas"], 0, {}, None,
+                        avatar.plate)  # the plate is an input, not something it learned
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:

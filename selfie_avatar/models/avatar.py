@@ -37,6 +37,8 @@ class AvatarGenerator(nn.Module):
         - bg_offset: :math:`(B, 2)` long (x, y) window corners in canvas pixels, or None (centred)
         - face_texture: cached :math:`(1 \\text{ or } B, C_f, T, T)` or None (run G_fa)
         - bg_canvas: cached :math:`(1 \\text{ or } B, C_b, N, N)` (N = ``cfg.bg_canvas_size``) or None (run G_b)
+        - plate: :math:`(B \\text{ or } 1, 3, S, S)` background plate in [-1, 1], windowed like the frame (required
+          with ``cfg.use_background_plate``, else None)
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -64,9 +66,10 @@ class AvatarGenerator(nn.Module):
 
     def forward(self, render: Tensor, uv: Tensor, frame_index: Tensor | None = None, bg_offset: Tensor | None = None,
                 face_texture: Tensor | None = None, bg_canvas: Tensor | None = None,
-                image_generator: ImageGenerator | None = None, noise: str | None = None) -> dict[str, Tensor | None]:
+                image_generator: ImageGenerator | None = None, noise: str | None = None,
+                plate: Tensor | None = None) -> dict[str, Tensor | None]:
         """Args:
-            render, uv, frame_index, bg_offset, face_texture, bg_canvas: see the class docstring.
+            render, uv, frame_index, bg_offset, face_texture, bg_canvas, plate: see the class docstring.
             image_generator: run this image generator instead of ``self.image_generator`` (e.g. an EMA copy).
             noise: ``"random"``, ``"const"``, ``"zero"`` or None ("random" for modules in training mode, "const" in
                 eval mode), used by all three generators.
@@ -96,6 +99,6 @@ class AvatarGenerator(nn.Module):
         bg_features = self.background_generator.crop(bg_canvas, bg_offset, batch=b)   # (B, C_b, S, S)
 
         g_i = image_generator if image_generator is not None else self.image_generator
-        out = g_i(render, face_features, uv[:, 2:3], bg_features, frame_index=frame_index, noise=noise)
+        out = g_i(render, face_features, uv[:, 2:3], bg_features, frame_index=frame_index, noise=noise, plate=plate)
         return {**out, "face_features": face_features, "texture": face_texture, "texture_rgb": face_texture[:, :3],
                 "bg_features": bg_features}

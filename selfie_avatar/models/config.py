@@ -54,6 +54,10 @@ class ModelConfig:
             ``ceil(8 * (1 + bg_margin)) * size / 8`` (288 px for 256 px frames with 0.125), and the frame is a
             sliding window inside it (translation augmentation).
         use_time_code: condition the image generator on a learned per-frame code (else one learned style).
+        use_background_plate: give the image generator the subject's background plate (prepare's
+            ``background.png``), windowed like the frame: it enters the StyleUNet encoder and is added where the
+            fusion mask selects the background, so ``G_b`` only models what the plate lacks. False for
+            checkpoints written before the plate existed; every preset turns it on.
         num_frames: number of training frames (rows of the time-code embedding).
         latent_seed: seed of the fixed latent codes z_f and z_b.
     """
@@ -75,6 +79,7 @@ class ModelConfig:
     mbstd_group: int = 4
     bg_margin: float = 0.125
     use_time_code: bool = False
+    use_background_plate: bool = False
     num_frames: int = 1
     latent_seed: int = 0
 
@@ -128,7 +133,7 @@ class ModelConfig:
         kw = dict(size=64, texture_size=64, style_dim=32, mapping_layers=2, channel_base=512, channel_max=32,
                   face_feat_channels=8, bg_feat_channels=8, unet_channel_base=512, unet_channel_max=32,
                   unet_min_res=8, disc_channel_base=512, disc_channel_max=32)
-        return cls(**{**kw, **overrides})
+        return cls(**{**kw, "use_background_plate": True, **overrides})
 
     @classmethod
     def cpu(cls, **overrides) -> ModelConfig:
@@ -136,7 +141,7 @@ class ModelConfig:
         kw = dict(size=128, texture_size=128, style_dim=128, mapping_layers=4, channel_base=2048, channel_max=128,
                   face_feat_channels=16, bg_feat_channels=16, unet_channel_base=2048, unet_channel_max=128,
                   unet_min_res=8, disc_channel_base=2048, disc_channel_max=128)
-        return cls(**{**kw, **overrides})
+        return cls(**{**kw, "use_background_plate": True, **overrides})
 
     @classmethod
     def lite(cls, **overrides) -> ModelConfig:
@@ -144,7 +149,7 @@ class ModelConfig:
         kw = dict(size=256, texture_size=256, style_dim=128, mapping_layers=4, channel_base=2048, channel_max=128,
                   face_feat_channels=16, bg_feat_channels=16, unet_channel_base=2048, unet_channel_max=64,
                   unet_min_res=16, disc_channel_base=2048, disc_channel_max=128)
-        return cls(**{**kw, **overrides})
+        return cls(**{**kw, "use_background_plate": True, **overrides})
 
     @classmethod
     def full(cls, **overrides) -> ModelConfig:
@@ -152,4 +157,4 @@ class ModelConfig:
         kw = dict(size=512, texture_size=512, style_dim=512, mapping_layers=8, channel_base=16384, channel_max=512,
                   face_feat_channels=32, bg_feat_channels=32, unet_channel_base=16384, unet_channel_max=512,
                   unet_min_res=8, disc_channel_base=16384, disc_channel_max=512)
-        return cls(**{**kw, **overrides})
+        return cls(**{**kw, "use_background_plate": True, **overrides})

@@ -2,7 +2,7 @@
 
 Data flow (C_r = ``cfg.unet_channels()[r]``, S = size, m = unet_min_res)::
 
-    [I_R, warped face features, face mask]  (B, 4 + C_f, S, S)
+    [I_R, warped face features, face mask (, plate)]  (B, 4 + C_f (+ 3), S, S)
       -> 1x1 ConvLayer -> e_S  (B, C_S, S, S)
       -> ResBlock (filtered /2) ... -> e_m  (B, C_m, m, m)               encoder, skips e_S ... e_m kept
     decoder, every layer modulated by one style w:
@@ -12,11 +12,16 @@ Data flow (C_r = ``cfg.unet_channels()[r]``, S = size, m = unet_min_res)::
       bg_mask = sigmoid(EqualConv1x1(x_S))                              (B, 1, S, S)
       f = bg_mask * x_S + (1 - bg_mask) * EqualConv1x1(bg_features)
       f -> StyledConv -> ToRGB (4 channels) -> image (3), mask logit (1)
+      with the background plate P: image += (1 - bg_mask) * P                the plate is the default background
 
 Encoder skips are fused by addition (scaled by 1/sqrt(2) to keep the variance): encoder and decoder share the
 channel count at every resolution, so no projection is needed and the decoder costs the same as a plain StyleGAN2
 synthesis network. There is no RGB skip branch: the image is made from the fused features only, so every pixel
 passes through the background fusion and ``bg_mask`` tells exactly where the background generator contributes.
+
+The background plate (``cfg.use_background_plate``), when given, is the one RGB path: added where the fusion mask
+selects the background, it makes the static background exact from the first step, and the networks only learn what
+it lacks (hair and shoulders over it, shadows, lighting changes). It also enters the encoder, so every scale sees it.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class ImageGenerator(nn.Module):
         - face_features: :math:`(B, face\\_feat\\_channels, S, S)` warped neural texture
         - face_mask: :math:`(B, 1, S, S)` UV coverage mask in [0, 1]
         - bg_features: :math:`(B, bg\\_feat\\_channels, S, S)`
+        - plate: :math:`(B \\text{ or } 1, 3, S, S)` background plate in [-1, 1] (only with
+          ``cfg.use_background_plate``, where it is required)
         - frame_index: :math:`(B,)` long, or None
         - Output: dict with ``image`` :math:`(B, 3, S, S)`: linear output (no tanh, as in StyleGAN2) trained
           towards [-1, 1] images, clamp it for display; ``mask`` :math:`(B, 1, S, S)`: sigmoid foreground mask in
@@ -64,7 +71,7 @@ class ImageGenerator(nn.Module):
         ch = cfg.unet_channels()
         self.channels = ch
         self.resolutions = sorted(ch)                                   # m, 2m, ..., S
-        self.in_channels = 3 + cfg.face_feat_channels + 1
+        self.in_channels = 3 + cfg.face_feat_channels + 1 + (3 if cfg.use_background_plate else 0)
 
         self.from_input = ConvLayer(self.in_channels, ch[s], 1)
         self.encoder = nn.ModuleList(ResBlock(ch[r], ch[r // 2]) for r in reversed(self.resolutions[1:]))
@@ -123,7 +130,8 @@ class ImageGenerator(nn.Module):
         consts = [getattr(self, f"noise_const_{i}") for i in range(self.num_layers)]
         return consts if mode == "const" else [torch.zeros_like(c) for c in consts]
 
-    def _check(self, render: Tensor, face_features: Tensor, face_mask: Tensor, bg_features: Tensor) -> None:
+    def _check(self, render: Tensor, face_features: Tensor, face_mask: Tensor, bg_features: Tensor,
+               plate: Tensor | None) -> None:
         s, cfg = self.cfg.size, self.cfg
         if render.dim() != 4 or render.shape[1:] != (3, s, s):
             raise ValueError(f"render must be (B, 3, {s}, {s}), got {tuple(render.shape)}")
@@ -132,20 +140,32 @@ class ImageGenerator(nn.Module):
                            ("bg_features", bg_features, cfg.bg_feat_channels)):
             if t.shape != (b, c, s, s):
                 raise ValueError(f"{name} must be ({b}, {c}, {s}, {s}), got {tuple(t.shape)}")
+        if cfg.use_background_plate:
+            if plate is None:
+                raise ValueError("this image generator was built with use_background_plate: pass the plate")
+            if plate.dim() != 4 or plate.shape[0] not in (1, b) or plate.shape[1:] != (3, s, s):
+                raise ValueError(f"plate must be ({b} or 1, 3, {s}, {s}), got {tuple(plate.shape)}")
+        elif plate is not None:
+            raise ValueError("this image generator was built without use_background_plate; pass plate=None")
 
     def forward(self, render: Tensor, face_features: Tensor, face_mask: Tensor, bg_features: Tensor,
-                frame_index: Tensor | None = None, noise: str | list | None = None) -> dict[str, Tensor]:
+                frame_index: Tensor | None = None, noise: str | list | None = None,
+                plate: Tensor | None = None) -> dict[str, Tensor]:
         """Args:
-            render, face_features, face_mask, bg_features, frame_index: see the class docstring.
+            render, face_features, face_mask, bg_features, frame_index, plate: see the class docstring.
             noise: ``"random"``, ``"const"``, ``"zero"``, a list of per-layer tensors, or None ("random" in
                 training mode, "const" in eval mode).
 
         Returns:
             dict with ``image``, ``mask``, ``bg_mask``.
         """
-        self._check(render, face_features, face_mask, bg_features)
+        self._check(render, face_features, face_mask, bg_features, plate)
         b = render.shape[0]
-        x = torch.cat([render, face_features, face_mask], dim=1)          # (B, 4 + C_f, S, S)
+        inputs = [render, face_features, face_mask]
+        if plate is not None:
+            plate = plate.expand(b, -1, -1, -1)
+            inputs.append(plate)
+        x = torch.cat(inputs, dim=1)                                     # (B, 4 + C_f (+ 3), S, S)
         x = self.from_input(x)                                           # (B, C_S, S, S)
         skips = [x]
         for block in self.encoder:
@@ -165,4 +185,5 @@ class ImageGenerator(nn.Module):
         x = bg_mask * x + (1 - bg_mask) * self.bg_proj(bg_features)
         x = self.final(x, w, n[-1])
         out = self.to_out(x, w)                                          # (B, 4, S, S)
-        return {"image": out[:, :3], "mask": torch.sigmoid(out[:, 3:4]), "bg_mask": bg_mask}
+        image = out[:, :3] if plate is None else out[:, :3] + (1 - bg_mask) * plate
+        return {"image": image, "mask": torch.sigmoid(out[:, 3:4]), "bg_mask": bg_mask}

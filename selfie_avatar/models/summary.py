@@ -64,10 +64,13 @@ def network_summary(cfg: ModelConfig, batch: int = 1, device: str | torch.device
     s = cfg.size
     render = torch.zeros(batch, 3, s, s, device=device)
     uv = torch.zeros(batch, 3, s, s, device=device)
-    out = gen(render, uv)
+    plate = torch.zeros(1, 3, s, s, device=device) if cfg.use_background_plate else None
+    out = gen(render, uv, plate=plate)
     score = disc(out["image"], render)
     shapes = [{"tensor": "I_R (render)", "role": "generator input", "shape": tuple(render.shape)},
               {"tensor": "I_UV (u, v, mask)", "role": "generator input", "shape": tuple(uv.shape)}]
+    if plate is not None:
+        shapes.append({"tensor": "background plate", "role": "generator input", "shape": tuple(plate.shape)})
     shapes += [{"tensor": k, "role": "generator output", "shape": tuple(v.shape)} for k, v in out.items()
                if isinstance(v, torch.Tensor)]
     shapes.append({"tensor": "score", "role": "discriminator output (image, I_R)", "shape": tuple(score.shape)})

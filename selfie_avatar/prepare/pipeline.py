@@ -106,6 +106,7 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
     seq, box, lm_crop, track, multi = clip.sequence, clip.box, clip.landmarks_crop, clip.tracking, clip.multi_face_frames
     n_valid = int(seq.valid.sum())
     split = split_frames(seq.valid, cfg.held_out_fraction, cfg.validation_fraction)
+    train_frames = set(split.train)
 
     # ---- pass 2: crop, matte, render, write ------------------------------------------------------------
     # One interpreter thread: the other core is busy encoding the previous batch's images.
@@ -153,7 +154,8 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
             for k, i in enumerate(idx):
                 in_flight.append(pool.submit(write_frame_images, tmp, int(i), crops[k], renders[k], uvs[k],
                                              mattes[k]))
-                bg.add(crops[k], mattes[k], uvs[k][..., 2] > 0.5)
+                if int(i) in train_frames:  # the plate is a generator input: test frames must not shape it
+                    bg.add(crops[k], mattes[k], uvs[k][..., 2] > 0.5)
                 in_flight.append(video_pool.submit(preview.add, int(i), crops[k], renders[k], uvs[k], mattes[k],
                                                    track.landmarks[i], bool(seq.status[i] != MISSING)))
             t = timer.add("background", t)

@@ -46,6 +46,9 @@ class BakedAvatar(nn.Module):
         self.size = int(avatar.config.size)
         self.register_buffer("face_texture", avatar.face_texture.detach().clone())              # (1, C_f, T, T)
         self.register_buffer("bg_window", crop_windows(avatar.bg_canvas, self.size, batch=1).detach().clone())
+        self.has_plate = avatar.plate is not None
+        if self.has_plate:
+            self.register_buffer("plate", avatar.plate.detach().clone())                     # (1, 3, S, S)
         for p in self.parameters():
             p.requires_grad_(False)
 
@@ -54,7 +57,9 @@ class BakedAvatar(nn.Module):
         face = warp_texture(self.face_texture, uv)                                            # (B, C_f, S, S)
         bg = self.bg_window.expand(b, -1, -1, -1)                                             # (B, C_b, S, S)
         mask = uv[:, 2:3].to(render.dtype)
-        return self.generator(render, face, mask, bg.to(render.dtype), noise="const")["image"]  # (B, 3, S, S)
+        plate = self.plate.to(render.dtype) if self.has_plate else None
+        return self.generator(render, face, mask, bg.to(render.dtype), noise="const",
+                              plate=plate)["image"]                                            # (B, 3, S, S)
 
 
 def path_supported(path: str, device: torch.device) -> tuple[bool, str]:

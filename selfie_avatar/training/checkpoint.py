@@ -28,6 +28,7 @@ class LoadedAvatar:
         bg_canvas: (1, C_b, N, N) cached background canvas.
         step: training step of the checkpoint.
         loss_weights, vgg_source: what it was trained with (for reports).
+        plate: (1, 3, S, S) background plate in [-1, 1], or None for a generator built without one.
     """
 
     config: ModelConfig
@@ -37,6 +38,7 @@ class LoadedAvatar:
     step: int
     loss_weights: dict
     vgg_source: str | None
+    plate: torch.Tensor | None = None
 
     @torch.no_grad()
     def render(self, render: torch.Tensor, uv: torch.Tensor, frame_index: torch.Tensor | None = None) -> dict:
@@ -44,7 +46,7 @@ class LoadedAvatar:
         b = render.shape[0]
         face = warp_texture(self.face_texture, uv)
         bg = crop_windows(self.bg_canvas, self.config.size, batch=b)  # the centred window
-        return self.image_generator(render, face, uv[:, 2:3], bg, frame_index=frame_index)
+        return self.image_generator(render, face, uv[:, 2:3], bg, frame_index=frame_index, plate=self.plate)
 
 
 def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> LoadedAvatar:
@@ -81,8 +83,12 @@ def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> LoadedA
     face, bg = sd.get("cache_face_texture"), sd.get("cache_bg_canvas")
     if face is None or face.numel() == 0:
         face, bg = _cache_from_generators(cfg, sd, device)
+    plate = sd.get("background_plate")
+    if cfg.use_background_plate and (plate is None or plate.shape != (1, 3, cfg.size, cfg.size)):
+        raise SelfieAvatarError(f"{path} was trained with a background plate but does not carry one")
     return LoadedAvatar(cfg, gen.eval(), face, bg, int(sd.get("step", torch.tensor(0))),
-                        dict(hp.get("loss_weights", {})), ck.get("vgg_source"))
+                        dict(hp.get("loss_weights", {})), ck.get("vgg_source"),
+                        plate if cfg.use_background_plate else None)
 
 
 def _cache_from_generators(cfg: ModelConfig, sd: dict, device) -> tuple[torch.Tensor, torch.Tensor]:

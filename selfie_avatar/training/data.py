@@ -72,6 +72,16 @@ class SubjectFrames(Dataset):
         }
 
 
+def background_plate(subject: Subject, size: int | None = None) -> torch.Tensor:
+    """The subject's background plate as the generator takes it: (3, S, S) in [-1, 1], resized like the frames."""
+    plate = subject.background
+    size = size or subject.size
+    if size != plate.shape[0]:
+        interp = cv2.INTER_AREA if size < plate.shape[0] else cv2.INTER_LINEAR
+        plate = cv2.resize(plate, (size, size), interpolation=interp)
+    return torch.from_numpy(np.ascontiguousarray(plate)).permute(2, 0, 1).float() / 127.5 - 1
+
+
 class SubjectDataModule(LightningDataModule):
     """Train on the subject's training frames; validate on its validation frames, the only ones that choose a
     checkpoint (the test frames are never read here). Seeded and deterministic on CPU.

@@ -2,11 +2,17 @@
 
 Per step (batch of training frames):
 
-    out   = G(I_R, I_UV, frame_index, bg_offset)         face texture warped through I_UV, background window,
-                                                          StyleUNet fusion -> image, mask
-    D     : logistic loss on (real, I_R) vs (fake.detach(), I_R); lazy R1 every r1_interval steps
+    shift : on alternate steps the whole sample (frame, I_R, I_UV, matte, plate) moves by a random (dx, dy) and the
+            background window the opposite way (training/shift.py); pixels from outside the frame take the real
+            frame's values in the output, so they carry no loss
+    out   = G(I_R, I_UV, frame_index, bg_offset, plate)  face texture warped through I_UV, background window,
+                                                          StyleUNet fusion over the background plate -> image, mask
+    D     : logistic loss on (real, I_R) vs (fake.detach(), I_R); lazy R1 every r1_interval steps, added to the same
+            step's loss (so Adam's learning rate needs no lazy-regularisation correction)
     G     : weighted sum of the enabled losses (adversarial, reconstruction, id_mrf, cosine); a NaN or inf in any
             term stops the run with the term's name and step before anything is updated
+    opt   : AdamW (betas 0, 0.99) for G and D, gradient norm of each generator (G_fa, G_b, G_I) clipped
+            separately, as StyleAvatar does
     EMA   : exponential moving average of the image generator, used for validation and inference
 
 After ``freeze_after`` steps the face and background generators are frozen and their outputs cached in buffers, as
@@ -24,6 +30,7 @@ from lightning import LightningModule
 from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.losses import GeneratorLoss, d_logistic_loss, r1_penalty
 from selfie_avatar.models import AvatarGenerator, Discriminator, ModelConfig
+from selfie_avatar.training.shift import composite_border, draw_shifts, shift_batch
 
 
 class NonFiniteLossError(SelfieAvatarError):
@@ -36,19 +43,20 @@ class AvatarModule(LightningModule):
     Args:
         model: network settings (plain dict of :class:`ModelConfig` fields, so checkpoints hold no custom objects).
         loss_weights: {loss name: weight}; weight 0 switches a loss off.
-        lr_g, lr_d: Adam learning rates (betas 0 and 0.99).
+        lr_g, lr_d: AdamW learning rates (betas 0 and 0.99).
         freeze_after: steps before G_fa and G_b are frozen and cached.
         ema_decay: decay of the image generator's moving average.
-        grad_clip: gradient-norm clip (0: off).
+        grad_clip: gradient-norm clip of each generator (0: off); the discriminator is not clipped (StyleAvatar).
         r1_gamma, r1_interval: lazy R1 regularisation of the discriminator.
-        bg_shift: random background window offsets (translation augmentation).
+        bg_shift: translation augmentation on alternate steps (the whole sample and the background window).
         image_every: steps between image panels (0: never).
-        vgg_weights: ImageNet VGG19 file for the feature losses (None: resolved, with stated fallbacks).
+        vgg_weights: VGG weights file for the feature losses (see ``resolve_vgg_weights``; None: resolved, with
+            stated fallbacks).
         seed: seeds the latent codes and the augmentation.
     """
 
     def __init__(self, model: dict[str, Any], loss_weights: dict[str, float], lr_g: float = 2e-3,
-                 lr_d: float = 2e-3, freeze_after: int = 1000, ema_decay: float = 0.995, grad_clip: float = 10.0,
+                 lr_d: float = 2e-3, freeze_after: int = 1000, ema_decay: float = 0.995, grad_clip: float = 1.0,
                  r1_gamma: float = 10.0, r1_interval: int = 16, bg_shift: bool = True, image_every: int = 0,
                  vgg_weights: str | None = None, seed: int = 0) -> None:
         super().__init__()
@@ -66,6 +74,8 @@ class AvatarModule(LightningModule):
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.register_buffer("cache_face_texture", torch.zeros(0))
         self.register_buffer("cache_bg_canvas", torch.zeros(0))
+        # The background plate is an input of the generator, so it travels with the weights: inference needs it.
+        self.register_buffer("background_plate", torch.zeros(0))
         self._aug = torch.Generator().manual_seed(seed + 1)
 
     # -- bookkeeping --------------------------------------------------------------------------------------------
@@ -91,18 +101,37 @@ class AvatarModule(LightningModule):
         """:func:`~selfie_avatar.assets.assets_record` of this run, computed once (checkpoints are saved often)."""
         if getattr(self, "_assets_record", None) is None:
             from selfie_avatar.assets import assets_record
+            from selfie_avatar.losses.vgg import VGG_KIND_ASSETS
 
-            self._assets_record = assets_record({"vgg19_imagenet": self.hparams.get("vgg_weights")})
+            # An explicit VGG file is recorded under the asset of the kind it was read as.
+            src, path = self.gen_loss.vgg_source, self.hparams.get("vgg_weights")
+            explicit = {VGG_KIND_ASSETS[src.kind]: path} if path and src and src.kind in VGG_KIND_ASSETS else {}
+            self._assets_record = assets_record(explicit)
         return self._assets_record
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["vgg_source"] = self.vgg_source  # every checkpoint says which features trained it
         checkpoint["assets"] = self.assets_record  # and which model files were real or fell back
 
+    def set_background_plate(self, plate: torch.Tensor) -> None:
+        """Use ``plate`` (3, S, S) in [-1, 1] (the subject's background plate at the training size)."""
+        s = self.model_cfg.size
+        if plate.shape != (3, s, s):
+            raise ValueError(f"the background plate must be (3, {s}, {s}), got {tuple(plate.shape)}")
+        self.background_plate = plate.detach().float().to(self.background_plate.device)[None]
+
+    def plate(self) -> torch.Tensor | None:
+        """The (1, 3, S, S) plate the generator takes, or None when it was built without one."""
+        if not self.model_cfg.use_background_plate:
+            return None
+        if self.background_plate.numel() == 0:
+            raise RuntimeError("use_background_plate is on but no plate was set (set_background_plate)")
+        return self.background_plate
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Buffers of size 0 grow when the cache exists: resize ours before the state dict is copied in.
         sd = checkpoint["state_dict"]
-        for name in ("cache_face_texture", "cache_bg_canvas"):
+        for name in ("cache_face_texture", "cache_bg_canvas", "background_plate"):
             if name in sd:
                 setattr(self, name, torch.empty_like(sd[name]))
         if sd.get("cache_face_texture", torch.zeros(0)).numel():
@@ -117,41 +146,57 @@ class AvatarModule(LightningModule):
 
     # -- optimisation ---------------------------------------------------------------------------------------------
     def configure_optimizers(self):
-        g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=(0.0, 0.99))
-        ri = self.hparams.r1_interval
-        # Lazy regularisation (StyleGAN2): R1 every ri steps, so Adam's moments see a rescaled learning rate.
-        c = ri / (ri + 1)
-        d = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d * c, betas=(0.0, 0.99 ** c))
+        # StyleAvatar: AdamW, betas (0, 0.99). StyleGAN2 rescales the discriminator's learning rate and beta2 by
+        # r1_interval / (r1_interval + 1) because its lazy R1 is an extra optimiser step; here R1 joins the
+        # logistic loss in the same step, so no step is added and no correction applies.
+        g = torch.optim.AdamW(self.generator.parameters(), lr=self.hparams.lr_g, betas=(0.0, 0.99))
+        d = torch.optim.AdamW(self.discriminator.parameters(), lr=self.hparams.lr_d, betas=(0.0, 0.99))
         return [g, d]
 
-    def _check(self, terms: dict[str, torch.Tensor]) -> None:
+    def _check(self, terms: dict[str, torch.Tensor], step: int) -> None:
+        # One host sync for all terms: a per-term isfinite().all() would wait on the device once per loss.
+        if bool(torch.stack([v.detach().float().reshape(()) for v in terms.values()]).isfinite().all()):
+            return
         for name, value in terms.items():
             if not torch.isfinite(value).all():
                 raise NonFiniteLossError(
-                    f"loss '{name}' became {value.item()} at step {int(self.step)}; training stopped before the update. "
+                    f"loss '{name}' became {value.item()} at step {step}; training stopped before the update. "
                     "The last good checkpoint is kept (checkpoints/last.ckpt); try a lower learning rate or "
                     f"`--loss {name}=0`, then --resume."
                 )
 
-    def _offsets(self, batch: int) -> torch.Tensor | None:
-        if not self.hparams.bg_shift:
-            return None
-        return self.generator.background_generator.random_offset(batch, generator=self._aug).to(self.device)
+    def _augment(self, batch: dict[str, torch.Tensor], step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """On alternate steps, the batch shifted as one (with ``valid``) and the matching background window offsets;
+        else the batch as it is and the centred window (None)."""
+        plate = self.plate()
+        if plate is not None:
+            batch = {**batch, "plate": plate}
+        if not self.hparams.bg_shift or step % 2:
+            return batch, None
+        bg = self.generator.background_generator
+        centre = bg.max_offset // 2
+        shifts = draw_shifts(batch["image"].shape[0], centre, generator=self._aug)
+        batch = shift_batch(batch, shifts.to(self.device))
+        return batch, (centre - shifts).to(self.device)
 
     def forward(self, batch: dict[str, torch.Tensor], ema: bool = False, bg_offset=None) -> dict[str, torch.Tensor]:
         cache = self.cached()
         image_generator = self.ema if ema else None
+        plate = batch.get("plate", self.plate())
         return self.generator(batch["render"], batch["uv"], frame_index=batch.get("frame_index"),
                               bg_offset=bg_offset, face_texture=cache["face_texture"],
-                              bg_canvas=cache["bg_canvas"], image_generator=image_generator)
+                              bg_canvas=cache["bg_canvas"], image_generator=image_generator, plate=plate)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         g_opt, d_opt = self.optimizers()
-        if not self.frozen and int(self.step) >= self.hparams.freeze_after:
+        step = int(self.step)  # one host read per step
+        if not self.frozen and step >= self.hparams.freeze_after:
             self._freeze_and_cache()
-        real, render = batch["image"], batch["render"]
-        out = self(batch, bg_offset=self._offsets(real.shape[0]))
-        fake = out["image"]
+        batch, offsets = self._augment(batch, step)
+        real, render, valid = batch["image"], batch["render"], batch.get("valid")
+        out = self(batch, bg_offset=offsets)
+        fake = composite_border(out["image"], real, valid)
+        pred_mask = composite_border(out["mask"], batch["matte"], valid)
         logs: dict[str, torch.Tensor] = {}
 
         if self.use_adversarial:
@@ -159,14 +204,13 @@ class AvatarModule(LightningModule):
             d_terms = {"d_logistic": d_logistic_loss(self.discriminator(real, render),
                                                      self.discriminator(fake.detach(), render))}
             d_total = d_terms["d_logistic"]
-            if int(self.step) % self.hparams.r1_interval == 0 and self.hparams.r1_gamma > 0:
+            if step % self.hparams.r1_interval == 0 and self.hparams.r1_gamma > 0:
                 real_req = real.detach().requires_grad_(True)
                 d_terms["r1"] = r1_penalty(self.discriminator(real_req, render), real_req)
                 d_total = d_total + self.hparams.r1_gamma / 2 * d_terms["r1"] * self.hparams.r1_interval
-            self._check(d_terms)
+            self._check(d_terms, step)
             d_opt.zero_grad(set_to_none=True)
             self.manual_backward(d_total)
-            self._clip(self.discriminator)
             d_opt.step()
             logs.update({f"train/{k}": v.detach() for k, v in d_terms.items()})
             self.discriminator.requires_grad_(False)
@@ -175,13 +219,15 @@ class AvatarModule(LightningModule):
             fake_logits = None
 
         total, terms = self.gen_loss(fake, real, batch["matte"], batch["face_mask"], fake_logits=fake_logits,
-                                     pred_mask=out["mask"])
-        self._check({**terms, "total": total.detach()})
+                                     pred_mask=pred_mask)
+        self._check({**terms, "total": total.detach()}, step)
         g_opt.zero_grad(set_to_none=True)
         self.manual_backward(total)
-        self._clip(self.generator)
+        for part in (self.generator.face_generator, self.generator.background_generator,
+                     self.generator.image_generator):
+            self._clip(part)
         g_opt.step()
-        self._update_ema()
+        self._update_ema(step)
         self.step += 1
 
         logs.update({f"train/{k}": v for k, v in terms.items()})
@@ -189,8 +235,8 @@ class AvatarModule(LightningModule):
         self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False, batch_size=real.shape[0])
         self.log("step", self.step.float(), prog_bar=True, on_step=True, on_epoch=False, batch_size=real.shape[0])
         every = self.hparams.image_every
-        if every and int(self.step) % every == 0:
-            self._panels(batch, out, "train")
+        if every and (step + 1) % every == 0:
+            self._panels(batch, {**out, "image": fake}, "train")
 
     def _clip(self, module: torch.nn.Module) -> None:
         if self.hparams.grad_clip > 0:
@@ -199,9 +245,9 @@ class AvatarModule(LightningModule):
                 torch.nn.utils.clip_grad_norm_(params, self.hparams.grad_clip)
 
     @torch.no_grad()
-    def _update_ema(self) -> None:
+    def _update_ema(self, step: int) -> None:
         # Warm-up: early on the average follows the weights closely, else it would start as random noise.
-        decay = min(self.hparams.ema_decay, (1 + int(self.step)) / (10 + int(self.step)))
+        decay = min(self.hparams.ema_decay, (1 + step) / (10 + step))
         for pe, p in zip(self.ema.parameters(), self.generator.image_generator.parameters()):
             pe.lerp_(p, 1 - decay)
         for be, b in zip(self.ema.buffers(), self.generator.image_generator.buffers()):

@@ -36,7 +36,7 @@ def get_preset(name: str) -> Preset:
                       freeze_after=300, ema_decay=0.995, val_every=100, image_every=100, r1_interval=16)
     if name == "full":
         return Preset(ModelConfig.full(), batch_size=8, max_steps=200_000, max_minutes=None, lr_g=2e-3, lr_d=2e-3,
-                      freeze_after=100_000, ema_decay=0.999, val_every=2000, image_every=1000, r1_interval=16)
+                      freeze_after=10_000, ema_decay=0.999, val_every=2000, image_every=1000, r1_interval=16)
     raise ValueError(f"unknown preset {name!r}; choose tiny, cpu, lite or full")
 
 

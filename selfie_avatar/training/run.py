@@ -106,7 +106,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     last = ckpt_dir / "last.ckpt"
     s = resolve_settings(cfg)
     weights = resolve_loss_weights(overrides=cfg.loss)
-    model_cfg = dataclasses.replace(s["model"], use_time_code=cfg.time_code)
+    model_cfg = dataclasses.replace(s["model"], use_time_code=cfg.time_code,
+                                    use_background_plate=s["model"].use_background_plate and cfg.background_plate)
 
     worker = _is_worker_process()
     if worker:
@@ -130,6 +131,10 @@ def train(cfg: TrainConfig) -> TrainResult:
         r1_interval=s["r1_interval"], bg_shift=cfg.bg_shift, image_every=s["image_every"],
         vgg_weights=cfg.vgg_weights, seed=cfg.seed,
     )
+    if model_cfg.use_background_plate:
+        from selfie_avatar.training.data import background_plate
+
+        module.set_background_plate(background_plate(data.subject, model_cfg.size))
     record = {
         "type": "TrainRun", "train_config": config_to_dict(cfg),
         "resolved": {k: v for k, v in s.items() if k != "model"}, "model": dataclasses.asdict(model_cfg),

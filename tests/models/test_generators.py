@@ -22,7 +22,7 @@ def _seed():
 
 @pytest.fixture
 def cfg() -> ModelConfig:
-    return ModelConfig.tiny()
+    return ModelConfig.tiny(use_background_plate=False)  # the plate path has tests of its own below
 
 
 def make_inputs(cfg: ModelConfig, batch: int = B) -> tuple[torch.Tensor, torch.Tensor]:
@@ -227,3 +227,24 @@ def test_warp_in_bfloat16_samples_at_float32_coordinates():
     ref = warp_texture(texture.float(), uv)
     assert half.dtype == torch.bfloat16 and torch.isfinite(half).all()
     assert ((half.float() - ref).abs() <= ref.abs() / 128 + 1e-6).all()
+
+
+def test_the_background_plate_is_the_default_background():
+    cfg = ModelConfig.tiny()
+    assert cfg.use_background_plate  # every preset turns it on
+    g = ImageGenerator(cfg).eval()
+    b, s = 2, cfg.size
+    render, face = torch.randn(b, 3, s, s), torch.randn(b, cfg.face_feat_channels, s, s)
+    mask, bg = torch.rand(b, 1, s, s), torch.randn(b, cfg.bg_feat_channels, s, s)
+    plate = torch.rand(1, 3, s, s) * 2 - 1
+    with pytest.raises(ValueError, match="pass the plate"):
+        g(render, face, mask, bg)
+    with pytest.raises(ValueError, match=r"plate must be"):
+        g(render, face, mask, bg, plate=torch.zeros(1, 3, s // 2, s // 2))
+    with torch.no_grad():  # a network that adds nothing of its own: what is left is the plate, where it is background
+        for p in g.to_out.parameters():
+            p.zero_()
+    out = g(render, face, mask, bg, plate=plate)
+    torch.testing.assert_close(out["image"], (1 - out["bg_mask"]) * plate.expand(b, -1, -1, -1))
+    with pytest.raises(ValueError, match="without use_background_plate"):
+        ImageGenerator(ModelConfig.tiny(use_background_plate=False))(render, face, mask, bg, plate=plate)

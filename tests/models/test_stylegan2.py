@@ -144,15 +144,16 @@ def test_torgb_adds_upsampled_skip():
 
 
 # -- noise, mapping, minibatch std ---------------------------------------------------------------------------------
-def test_noise_injection_per_channel_strength():
+def test_noise_injection_has_one_strength_per_layer():
     inj = NoiseInjection(3)
+    assert inj.weight.shape == (1,)  # StyleGAN2 / StyleAvatar: per layer, not per channel
     x = torch.randn(2, 3, 4, 4)
     torch.testing.assert_close(inj(x), x)  # zero strength at initialisation
     with torch.no_grad():
-        inj.weight.copy_(torch.tensor([0.0, 1.0, 2.0]).view(1, 3, 1, 1))
+        inj.weight.fill_(2.0)
     noise = torch.randn(1, 1, 4, 4)
     out = inj(x, noise)
-    torch.testing.assert_close(out[:, 2] - x[:, 2], 2 * noise[:, 0].expand(2, 4, 4))
+    torch.testing.assert_close(out - x, 2 * noise.expand(2, 3, 4, 4))
     with pytest.raises(ValueError, match=r"\(2, 1, 5, 5\)"):
         inj(x, torch.randn(2, 1, 5, 5))
 

@@ -52,7 +52,8 @@ def _untrained_avatar() -> LoadedAvatar:
     cfg = ModelConfig.tiny()
     gen = AvatarGenerator(cfg).eval()
     cache = gen.compute_cache()
-    return LoadedAvatar(cfg, gen.image_generator, cache["face_texture"], cache["bg_canvas"], 0, {}, None)
+    plate = torch.zeros(1, 3, cfg.size, cfg.size)
+    return LoadedAvatar(cfg, gen.image_generator, cache["face_texture"], cache["bg_canvas"], 0, {}, None, plate)
 
 
 def test_avatar_maps_and_frames(train_subject):

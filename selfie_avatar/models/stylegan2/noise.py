@@ -25,10 +25,11 @@ def noise_mode(noise: str | None, training: bool) -> str:
 
 
 class NoiseInjection(nn.Module):
-    """Add single-channel noise scaled by a learned per-channel strength (zero at initialisation).
+    """Add single-channel noise scaled by one learned strength per layer (zero at initialisation), as StyleGAN2 and
+    StyleAvatar do (StyleGAN1 had one per channel).
 
     Args:
-        channels: number of feature channels.
+        channels: number of feature channels (checked on input; the strength is shared by all of them).
 
     Shape:
         - x: :math:`(B, C, H, W)`
@@ -39,7 +40,7 @@ class NoiseInjection(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.channels = channels
-        self.weight = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.weight = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: Tensor, noise: Tensor | None = None) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.channels:
