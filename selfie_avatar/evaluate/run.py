@@ -14,7 +14,6 @@ the generator's frames per second.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +23,9 @@ import torch
 
 from selfie_avatar.assets import assets_record
 from selfie_avatar.config import EvaluateConfig, config_to_dict
-from selfie_avatar.errors import SelfieAvatarError
-from selfie_avatar.evaluate.baselines import BASELINES, TrivialBaselines
+from selfie_avatar.evaluate.baselines import BASELINES
 from selfie_avatar.evaluate.report import format_report, margins, summarise_scores
-from selfie_avatar.evaluate.scoring import FrameScorer
+from selfie_avatar.evaluate.test_set import TestSet
 from selfie_avatar.io.image import write_image
 from selfie_avatar.io.video_writer import VideoWriter
 from selfie_avatar.utils.atomic import write_json_atomic
@@ -82,12 +80,6 @@ def checkpoint_selection(record: dict, checkpoint: str) -> tuple[str, str]:
     return "best", chosen
 
 
-def _landmarks(subject, frames: list[int], size: int) -> torch.Tensor:
-    """The real frames' tracked landmarks (B, L, 2) in pixels at the evaluation size."""
-    lm = np.asarray(subject.tracking["landmarks"], np.float32)[frames, :, :2]
-    return torch.from_numpy(lm * (size / subject.size))
-
-
 def evaluate(cfg: EvaluateConfig, progress: bool = True) -> EvaluateResult:
     """Evaluate a training run on its subject's test frames.
 
@@ -95,65 +87,38 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> EvaluateResult:
         SelfieAvatarError: the run folder, its checkpoint or its subject is missing, or the subject has no test
             frames.
     """
-    from tqdm.auto import tqdm
-
-    from selfie_avatar.training.checkpoint import open_run
-    from selfie_avatar.training.data import SubjectFrames
+    from selfie_avatar.training.checkpoint import open_run, read_run_record
 
     device = resolve_device(cfg.device)
-    run_dir = Path(cfg.run_dir)
-    record = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
-    name, selection = checkpoint_selection(record, cfg.checkpoint)
+    name, selection = checkpoint_selection(read_run_record(cfg.run_dir), cfg.checkpoint)
     opened = open_run(cfg.run_dir, name, device)
     run, record, ckpt, avatar, subject = opened.root, opened.record, opened.checkpoint, opened.avatar, opened.subject
-    test = subject.test_indices
-    if not test:
-        raise SelfieAvatarError(f"{subject.root} has no test frames (too few frames with a face); prepare a longer "
-                                "clip to evaluate on")
-    size = avatar.config.size
-    data = SubjectFrames(subject, test, size=size, cache=False)
-    baselines = TrivialBaselines(subject, size, progress=progress)
+    tests = TestSet(subject, avatar.config.size, device, cfg.batch_size, progress=progress)
+    test = tests.frames
     untrained = _untrained(avatar, device)
-    scorer = FrameScorer(device)
-
-    predictors = ("avatar", *BASELINES, "untrained")
-    per_frame: dict[str, dict[str, list[float]]] = {p: {} for p in predictors}
-    shown = np.linspace(0, len(test) - 1, min(8, len(test))).round().astype(int).tolist()
-    reals, fakes, rows = [], [], []
-    bar = tqdm(total=len(test), desc="evaluate", unit="frame", disable=not progress)
-    for start in range(0, len(test), cfg.batch_size):
-        ks = list(range(start, min(start + cfg.batch_size, len(test))))
-        batch = torch.utils.data.default_collate([data[k] for k in ks])
-        batch = {k: v.to(device) for k, v in batch.items()}
-        real, matte = (batch["image"] + 1) / 2, batch["matte"]
-        preds = {"avatar": (avatar.render(batch["render"], batch["uv"])["image"] + 1) / 2,
-                 **{k: v.to(device) for k, v in baselines.predict([test[k] for k in ks]).items()},
-                 "untrained": (untrained.render(batch["render"], batch["uv"])["image"] + 1) / 2}
-        landmarks = _landmarks(subject, [test[k] for k in ks], size).to(device)
-        for p, img in preds.items():
-            for m, v in scorer(img.clamp(0, 1), real, matte, landmarks).items():
-                per_frame[p].setdefault(m, []).extend(v.cpu().tolist())
-        reals.append(real.cpu())
-        fakes.append(preds["avatar"].clamp(0, 1).cpu())
-        rows += [torch.cat([real[j], preds["avatar"][j].clamp(0, 1), *(preds[b][j] for b in BASELINES)], 2).cpu()
-                 for j, k in enumerate(ks) if k in shown]
-        bar.update(len(ks))
-    bar.close()
+    scores, fakes = tests.score(lambda r, uv: avatar.render(r, uv)["image"], keep=True)
+    per_frame = {"avatar": scores, **tests.baseline_scores,
+                 "untrained": tests.score(lambda r, uv: untrained.render(r, uv)["image"], desc="untrained")[0]}
 
     summary = {p: summarise_scores(v) for p, v in per_frame.items()}
     margin = margins(per_frame["avatar"], {b: per_frame[b] for b in BASELINES})
     means = {m: s["mean"] for m, s in summary["avatar"].items()}
     means["untrained_psnr"] = summary["untrained"]["psnr"]["mean"]
     means["frames"] = len(test)
-    render, uv = data[0]["render"][None].to(device), data[0]["uv"][None].to(device)
+    first = tests.data[0]
+    render, uv = first["render"][None].to(device), first["uv"][None].to(device)
     with torch.no_grad():
         fps = calls_per_second(lambda: avatar.render(render, uv), device=device)
 
     out = Path(cfg.out) if cfg.out else run / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    real_all, fake_all = torch.cat(reals), torch.cat(fakes)
+    real_all, fake_all = torch.stack([tests.real(k) for k in range(len(test))]), torch.stack(fakes)
     write_image(out / "grid.png", _grid(real_all, fake_all))
-    write_image(out / "baselines.png", _to_uint8(torch.cat(rows, 1)))
+    shown = _rows(len(test))
+    base = tests.baselines.predict([test[k] for k in shown])
+    write_image(out / "baselines.png", _to_uint8(torch.cat(
+        [torch.cat([real_all[k], fake_all[k], *(base[b][j] for b in BASELINES)], 2) for j, k in enumerate(shown)],
+        1)))
     with VideoWriter(out / "test.mp4", subject.meta.get("fps", 25)) as w:
         for r, f in zip(real_all, fake_all):
             w.write(_to_uint8(torch.cat([r, f], 2)))
@@ -163,13 +128,13 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> EvaluateResult:
         "checkpoint_selection": selection, "step": avatar.step, "frames": test,
         "split": {"train": len(split.train), "validation": split.validation, "test": split.test,
                   "validation_derived_at_read_time": split.derived},
-        "metrics": list(scorer.metrics), "mean": means, "ci95": {m: s["ci95"] for m, s in summary["avatar"].items()},
+        "metrics": list(tests.scorer.metrics), "mean": means, "ci95": {m: s["ci95"] for m, s in summary["avatar"].items()},
         "per_frame": per_frame["avatar"],
         "baselines": {b: {"mean": {m: s["mean"] for m, s in summary[b].items()},
                           "ci95": {m: s["ci95"] for m, s in summary[b].items()}, "per_frame": per_frame[b]}
                       for b in (*BASELINES, "untrained")},
-        "baseline_sources": baselines.sources(test), "summary": summary, "margin": margin,
-        "notes": scorer.notes, "lpips": means.get("lpips"), "lpips_note": scorer.notes["lpips"],
+        "baseline_sources": tests.baselines.sources(test), "summary": summary, "margin": margin,
+        "notes": tests.scorer.notes, "lpips": means.get("lpips"), "lpips_note": tests.scorer.notes["lpips"],
         "generator_frames_per_second": fps, "device": str(device),
         "loss_weights": record.get("loss_weights"), "vgg_source": record.get("vgg_source"),
         "assets": assets_record(), "train_assets": record.get("assets"),  # at evaluation, and when training
@@ -177,7 +142,7 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> EvaluateResult:
         "evaluate_config": config_to_dict(cfg), "commit": _commit(),
     }
     write_json_atomic(out / "metrics.json", report)
-    return EvaluateResult(out, means, fps, scorer.notes["lpips"], report)
+    return EvaluateResult(out, means, fps, tests.scorer.notes["lpips"], report)
 
 
 def _untrained(avatar, device):
@@ -196,9 +161,14 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 
+def _rows(n: int, rows: int = 8) -> list[int]:
+    """The test positions the pictures show: ``rows`` spread over the test frames."""
+    return np.linspace(0, n - 1, min(rows, n)).round().astype(int).tolist()
+
+
 def _grid(real: torch.Tensor, fake: torch.Tensor, rows: int = 8) -> np.ndarray:
     """Rows of real | generated | error map (absolute error, amplified 4x, in red)."""
-    idx = np.linspace(0, len(real) - 1, min(rows, len(real))).round().astype(int)
+    idx = _rows(len(real), rows)
     lines = []
     for i in idx:
         err = (fake[i] - real[i]).abs().mean(0, keepdim=True).mul(4).clamp(0, 1)

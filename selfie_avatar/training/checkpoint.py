@@ -113,20 +113,33 @@ class TrainedRun:
     subject: object  # selfie_avatar.prepare.subject.Subject
 
 
+def read_run_record(run_dir: str | Path) -> dict:
+    """The run's ``config.json``.
+
+    Raises:
+        SelfieAvatarError: not a run folder, or its config.json is not valid JSON.
+    """
+    import json
+
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise SelfieAvatarError(f"{run_dir} is not a training run folder (no config.json); run `selfie-avatar train`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SelfieAvatarError(f"{path} is not valid JSON ({exc}); the run folder is damaged") from exc
+
+
 def open_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu") -> TrainedRun:
     """Open ``RUN_DIR``: read ``config.json``, load ``checkpoints/<checkpoint>.ckpt`` and the subject folder.
 
     Raises:
         SelfieAvatarError: not a run folder, no such checkpoint, or the subject folder is gone.
     """
-    import json
-
     from selfie_avatar.prepare.subject import Subject
 
     run = Path(run_dir)
-    if not (run / "config.json").is_file():
-        raise SelfieAvatarError(f"{run} is not a training run folder (no config.json); run `selfie-avatar train`")
-    record = json.loads((run / "config.json").read_text())
+    record = read_run_record(run)
     ckpt = run / "checkpoints" / f"{checkpoint}.ckpt"
     avatar = load_avatar(ckpt, device)
     try:
