@@ -84,8 +84,12 @@ def _accelerator(device: str) -> str:
     return {"auto": "auto", "cpu": "cpu", "cuda": "gpu", "gpu": "gpu"}.get(device.split(":")[0], device)
 
 
-def train(cfg: TrainConfig) -> TrainResult:
+def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     """Train an avatar on a prepared subject. See the module docstring for what the run folder holds.
+
+    Args:
+        cfg: the run's settings.
+        callbacks: further Lightning callbacks (e.g. ``benchmarks/quality.py``'s snapshots).
 
     Raises:
         FileExistsError: the run folder exists and neither --resume nor --overwrite was given.
@@ -175,7 +179,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         max_epochs=-1, max_steps=-1,
         max_time=timedelta(minutes=s["max_minutes"]) if s["max_minutes"] else None,
         val_check_interval=s["val_every"], check_val_every_n_epoch=None, num_sanity_val_steps=0,
-        logger=loggers, callbacks=[best, StopAtStep()], default_root_dir=str(out),
+        logger=loggers, callbacks=[best, StopAtStep(), *(callbacks or [])], default_root_dir=str(out),
         enable_progress_bar=cfg.progress, log_every_n_steps=1, enable_model_summary=False,
     )
     keep_native_signal_handlers(trainer)
