@@ -68,18 +68,9 @@ def _cmd_train_encoder(args: argparse.Namespace) -> int:
 
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
-    from selfie_avatar.evaluate.compare import TABLE_COLUMNS, compare_runs
     from selfie_avatar.evaluate.ablation import run_ablation_grid
-    from selfie_avatar.utils.table import format_table
 
-    cfg = config_from_args(AblationConfig, args)
-    runs = run_ablation_grid(cfg.subject, cfg.out, preset=cfg.preset, names=cfg.ablation or None,
-                             max_steps=cfg.max_steps, max_minutes=cfg.max_minutes, seed=cfg.seed, group=cfg.group,
-                             device=cfg.device, evaluate=cfg.evaluate, overwrite=cfg.overwrite,
-                             skip_existing=cfg.skip_existing, wandb_project=cfg.wandb_project, progress=cfg.progress)
-    if cfg.evaluate:
-        print(format_table(compare_runs(runs), TABLE_COLUMNS))
-    print(f"ablation grid written to {cfg.out}")
+    print(run_ablation_grid(config_from_args(AblationConfig, args)).summary())
     return 0
 
 
@@ -135,7 +126,8 @@ COMMANDS: dict[str, tuple[str, type | None, Callable[[argparse.Namespace], int]]
     "export": ("export the real-time generator to ONNX (verified with onnxruntime)", ExportConfig, _cmd_export),
     "train-encoder": ("train the 3DMM encoder (pose and expression codes from a crop) on a subject folder",
                       TrainEncoderConfig, _cmd_train_encoder),
-    "ablate": ("the loss ablation grid: one run per switched-off loss, equal budgets and seeds, one W&B group",
+    "ablate": ("the loss ablation grid: one run per switched-off loss and seed, equal budgets, one W&B group; "
+               "a table of paired differences to the full model",
                AblationConfig, _cmd_ablate),
     "demo": ("run the main job end to end on the built-in sample (or --video)", DemoConfig, _cmd_demo),
     "sample": ("write the built-in sample clip (an animated public-domain portrait)", SampleConfig, _cmd_sample),

@@ -147,17 +147,20 @@ class EvaluateConfig:
 
 @dataclass
 class AblationConfig:
-    """Settings of ``selfie-avatar ablate``: the loss ablation grid (equal budgets and seeds, one W&B group)."""
+    """Settings of ``selfie-avatar ablate``: the loss ablation grid (equal budgets, the same seeds for every
+    configuration, one W&B group), and its table of paired differences to the full model."""
 
     subject: str = _f("", "subject folder written by `selfie-avatar prepare`", positional=True)
-    out: str = _f("", "grid folder (one run folder per ablation inside)", required=True)
+    out: str = _f("", "grid folder (run folders OUT/ABLATION/seed_K inside)", required=True)
     preset: str = _f("cpu", "training preset of every run", choices=("tiny", "cpu", "lite", "full"))
     ablation: list[str] = field(default_factory=list, metadata={
         "help": "which ablations, in order (default: all: full, no_id_mrf, no_cosine, no_reconstruction, "
                 "no_adversarial)"})
     max_steps: int | None = _f(None, "steps per run (without --max-minutes, the preset's time limit is lifted)")
     max_minutes: float | None = _f(None, "time limit per run (equal time is not equal steps)")
-    seed: int = _f(0, "random seed of every run")
+    seed: int = _f(0, "first random seed (every configuration trains with seeds SEED ... SEED+SEEDS-1)")
+    seeds: int = _f(1, "seeds per configuration; 3 or more tell an ablation's effect from seed noise (with 1, "
+                    "the table's intervals are over test frames only)")
     group: str | None = _f(None, "Weights & Biases group (default: the grid folder's name and the start time)")
     wandb_project: str = _f("selfie-avatar", "Weights & Biases project")
     device: str = _f("auto", "torch device: auto, cpu, cuda or cuda:N")
@@ -208,6 +211,8 @@ class ReenactConfig:
     paste_back: bool = _f(True, "paste the avatar into the subject's full-resolution frame (else write the crop)")
     side_by_side: bool = _f(True, "also write OUT_side_by_side.mp4: driver | avatar")
     max_frames: int | None = _f(None, "use at most this many driver frames")
+    identity: bool = _f(True, "measure how much the avatar looks like the subject and like the driver (identity "
+                        "leakage) on 32 sampled frames; needs the face descriptor model file")
     batch_size: int = _f(8, "frames per generator batch")
     device: str = _f("auto", "torch device: auto, cpu, cuda or cuda:N")
     landmarker: str | None = _f(None, "path to face_landmarker.task (default: resolved from the weights folders)")

@@ -1,30 +1,42 @@
-"""The loss ablation grid: the same training with one loss switched off at a time, equal budgets and seeds.
+"""The loss ablation grid: the same training with one loss switched off at a time, equal budgets, the same seeds.
 
     OUT/
-      ablation.json          the grid: names, loss overrides, budget, seed, W&B group, run folders
-      full/                  a run folder (``training/run.py``) with every loss
-      no_id_mrf/ ...         one run folder per ablation, each evaluated into RUN/eval/ (``evaluate/run.py``)
+      ablation.json          the grid: names, loss overrides, budget, seeds, W&B group, run folders
+      ablation_table.json    every configuration over its seeds, paired differences to full (``ablation_table.py``)
+      full/seed_0/           a run folder (``training/run.py``) with every loss, seed 0
+      full/seed_1/ ...       the same with seed 1 (``--seeds 2``)
+      no_id_mrf/seed_0/ ...  one run folder per ablation and seed, each evaluated into RUN/eval/ (``evaluate/run.py``)
 
-Every run gets the same preset, step budget, time limit, seed and W&B group, so the runs differ only in their loss
-set; W&B shows them together under the group (offline unless logged in, as ``train`` decides). Runs are evaluated
-on the *last* checkpoint: ``best.ckpt`` is chosen by held-out PSNR, which would let the held-out frames pick the
-checkpoint the comparison is then scored on, and would compare runs at different steps.
+Every run gets the same preset, step budget and time limit, and configuration k's seed-s run the same seed as every
+other configuration's, so runs of one seed differ only in their loss set (same data order and initialisation) and
+the table can pair them. All runs log into one W&B group, named ``<ablation>-s<seed>`` with the seed in their W&B
+config (offline unless logged in, as ``train`` decides). Runs are evaluated on the *last* checkpoint: ``best.ckpt`` is
+chosen on validation frames at some step, which would compare runs at different steps.
+
+Grids written before seeds (``OUT/<ablation>/`` itself the run folder) still read back (:func:`grid_runs`, as one
+seed); training into one stops with a message saying how to move its runs, and nothing is moved silently.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from selfie_avatar.config import EvaluateConfig, TrainConfig
+from selfie_avatar.config import AblationConfig, EvaluateConfig, TrainConfig
+from selfie_avatar.errors import SelfieAvatarError
+from selfie_avatar.evaluate.ablation_table import ablation_table, format_ablation_table
 from selfie_avatar.losses.registry import parse_loss_overrides
 from selfie_avatar.utils.atomic import write_json_atomic
 from selfie_avatar.utils.log import get_logger
 
 log = get_logger("ablation")
+
+__all__ = ["ABLATIONS", "AblationResult", "grid_runs", "run_ablation_grid", "run_folder"]
 
 #: Ablation name -> loss overrides (``TrainConfig.loss`` items). Weight 0 switches a loss off (not computed).
 ABLATIONS: dict[str, tuple[str, ...]] = {
@@ -34,15 +46,71 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
     "no_reconstruction": ("reconstruction=0",),
     "no_adversarial": ("adversarial=0",),
 }
+#: ``ablation.json``'s ``layout``: run folders OUT/<ablation>/seed_<k>/ (grids without it: OUT/<ablation>/).
+LAYOUT = "ablation/seed_k"
 
 _GRID_OWNED = {"subject", "out", "preset", "loss", "max_steps", "max_minutes", "seed", "device",
                "overwrite", "resume", "wandb_project", "wandb_group", "run_name", "progress"}
+# Settings a kept run (skip_existing) must share with the runs trained now, or the grid would compare unequal runs.
+_SAME_BUDGET = ("subject", "preset", "max_steps", "max_minutes", "train_options")
+
+
+def run_folder(out: str | Path, name: str, seed: int) -> Path:
+    """The run folder of one configuration and seed: ``OUT/<name>/seed_<seed>``."""
+    return Path(out) / name / f"seed_{seed}"
+
+
+def grid_runs(out: str | Path) -> dict[str, dict[int, Path]]:
+    """The run folders of a grid, from its ``ablation.json``: ``{configuration: {seed: run folder}}``.
+
+    A grid written before seeds (``OUT/<name>/`` the run folder, one ``seed``) reads as that one seed. Folders are
+    taken relative to ``out``, so a grid that was moved still reads.
+
+    Raises:
+        SelfieAvatarError: ``out`` holds no ``ablation.json``.
+    """
+    path = Path(out) / "ablation.json"
+    if not path.is_file():
+        raise SelfieAvatarError(f"{path} is missing; {out} is not an ablation grid (`selfie-avatar ablate` writes it)")
+    grid = json.loads(path.read_text())
+    if grid.get("layout") == LAYOUT:
+        return {name: {int(seed): Path(out) / rel for seed, rel in seeds.items()}
+                for name, seeds in grid["runs"].items()}
+    return {name: {int(grid.get("seed", 0)): Path(out) / name} for name in grid.get("runs", {})}
+
+
+@dataclass
+class AblationResult:
+    """What :func:`run_ablation_grid` made.
+
+    Attributes:
+        out: the grid folder.
+        runs: ``{configuration: {seed: run folder}}``.
+        group: the W&B group of every run.
+        table: :func:`~selfie_avatar.evaluate.ablation_table.ablation_table` of the runs (None when not evaluated).
+    """
+
+    out: Path
+    runs: dict[str, dict[int, Path]]
+    group: str
+    table: dict | None
+
+    @property
+    def folders(self) -> list[Path]:
+        """Every run folder, configuration by configuration, seeds in order."""
+        return [run for seeds in self.runs.values() for run in seeds.values()]
+
+    def summary(self) -> str:
+        lines = [format_ablation_table(self.table)] if self.table is not None else []
+        seeds = sorted({s for per in self.runs.values() for s in per})
+        lines.append(f"{len(self.folders)} runs ({len(self.runs)} configurations x seeds {seeds}) in W&B group "
+                     f"{self.group}; ablation grid written to {self.out}"
+                     + (f" (table: {self.out / 'ablation_table.json'})" if self.table is not None else ""))
+        return "\n".join(lines)
 
 
 def _check_names(names: Sequence[str] | None) -> list[str]:
-    names = list(ABLATIONS) if names is None else list(names)
-    if not names:
-        raise ValueError("the ablation grid needs at least one ablation")
+    names = list(ABLATIONS) if not names else list(names)
     unknown = [n for n in names if n not in ABLATIONS]
     if unknown:
         raise ValueError(f"unknown ablation(s) {unknown}; known: {', '.join(ABLATIONS)}")
@@ -55,50 +123,16 @@ def _finished(run: Path, evaluate: bool) -> bool:
     return (run / "eval" / "metrics.json").is_file() if evaluate else (run / "checkpoints" / "last.ckpt").is_file()
 
 
-def run_ablation_grid(subject: str | Path, out: str | Path, preset: str = "cpu", names: Sequence[str] | None = None,
-                      max_steps: int | None = None, max_minutes: float | None = None, seed: int = 0,
-                      group: str | None = None, device: str = "auto", evaluate: bool = True,
-                      overwrite: bool = False, skip_existing: bool = False, wandb_project: str = "selfie-avatar",
-                      progress: bool = True, train_options: dict | None = None) -> list[Path]:
-    """Train (and evaluate) one run per ablation, one after another.
-
-    Args:
-        subject: a prepared subject folder.
-        out: the grid folder (one run folder per ablation inside it).
-        preset: training preset of every run (``tiny``, ``cpu``, ``full``).
-        names: which ablations of :data:`ABLATIONS`, in order (default: all).
-        max_steps: steps per run. Given without ``max_minutes``, the preset's time limit is lifted so every run
-            trains exactly this many steps (runs without VGG losses are faster and would otherwise take more).
-        max_minutes: time limit per run (equal time is not equal steps: the table shows each run's step).
-        seed: the seed of every run.
-        group: the W&B group (default: the grid folder's name and the start time).
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        evaluate: evaluate each run's last checkpoint on the held-out frames (``RUN/eval/metrics.json``).
-        overwrite: delete and redo run folders that exist.
-        skip_existing: keep run folders that already finished (evaluated, or trained when ``evaluate`` is off).
-        wandb_project: the W&B project.
-        progress: progress bars.
-        train_options: further ``TrainConfig`` fields applied to every run (e.g. ``{"batch_size": 2}``); the grid's
-            own fields (loss, budget, seed, group, ...) cannot be set here.
-
-    Returns:
-        The run folders, in the order of ``names``.
-
-    Raises:
-        ValueError: unknown ablation names or options, or no budget that could be equal.
-        FileExistsError: a run folder exists and neither ``overwrite`` nor ``skip_existing`` is set (checked for
-            every run before any training starts).
-    """
-    from selfie_avatar.evaluate.run import evaluate as evaluate_run
-    from selfie_avatar.training.run import train
-
-    names = _check_names(names)
-    if overwrite and skip_existing:
+def _check_config(cfg: AblationConfig, train_options: dict | None) -> tuple[list[str], list[int], dict]:
+    names = _check_names(cfg.ablation)
+    if cfg.seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {cfg.seeds}")
+    if cfg.overwrite and cfg.skip_existing:
         raise ValueError("choose overwrite or skip_existing, not both")
-    if max_steps is not None and max_steps < 1:
-        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
-    if max_minutes is not None and max_minutes <= 0:
-        raise ValueError(f"max_minutes must be > 0, got {max_minutes}")
+    if cfg.max_steps is not None and cfg.max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {cfg.max_steps}")
+    if cfg.max_minutes is not None and cfg.max_minutes <= 0:
+        raise ValueError(f"max_minutes must be > 0, got {cfg.max_minutes}")
     options = dict(train_options or {})
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     bad = sorted(set(options) - (fields - _GRID_OWNED))
@@ -107,44 +141,113 @@ def run_ablation_grid(subject: str | Path, out: str | Path, preset: str = "cpu",
                          f"(the grid sets {sorted(_GRID_OWNED & fields)} itself)")
     for name in names:
         parse_loss_overrides(ABLATIONS[name])  # a broken table fails here, not after hours of training
-    if not (Path(subject) / "meta.json").is_file():
-        raise FileNotFoundError(f"{subject} is not a subject folder (no meta.json); run `selfie-avatar prepare`")
+    if not (Path(cfg.subject) / "meta.json").is_file():
+        raise FileNotFoundError(f"{cfg.subject} is not a subject folder (no meta.json); run `selfie-avatar prepare`")
+    return names, [cfg.seed + k for k in range(cfg.seeds)], options
 
-    out = Path(out)
-    runs = {name: out / name for name in names}
-    for name, run in runs.items():
-        if not run.exists() or not any(run.iterdir()):
-            continue
-        if skip_existing and _finished(run, evaluate):
-            continue
-        if overwrite:
-            if not (run / "config.json").is_file():
-                raise FileExistsError(f"{run} exists and is not a run folder; the grid will not delete it")
-            continue
-        raise FileExistsError(f"{run} already holds a run; pass overwrite=True (--overwrite) to redo it or "
-                              f"skip_existing=True (--skip-existing) to keep finished runs")
 
-    group = group or f"{out.resolve().name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    minutes = max_minutes if max_minutes is not None else (0 if max_steps is not None else None)  # 0: no limit
+def _check_folders(out: Path, runs: dict[str, dict[int, Path]], cfg: AblationConfig) -> None:
+    """Refuse, before any training, what would overwrite a run or mix two layouts (raises FileExistsError)."""
+    for name in runs:
+        if (out / name / "config.json").is_file():
+            raise FileExistsError(
+                f"{out / name} is a run folder of a grid from before seeds (one run per ablation in OUT/<ablation>/); "
+                f"the grid now keeps OUT/<ablation>/seed_<k>/. Move the old runs (e.g. `mv {out / name} "
+                f"{out / name}.old && mkdir {out / name} && mv {out / name}.old {run_folder(out, name, 0)}` for "
+                "seed 0) and rewrite or delete ablation.json, or choose another --out; nothing was changed")
+    for seeds in runs.values():
+        for run in seeds.values():
+            if not run.exists() or not any(run.iterdir()):
+                continue
+            if cfg.skip_existing and _finished(run, cfg.evaluate):
+                continue
+            if cfg.overwrite:
+                if not (run / "config.json").is_file():
+                    raise FileExistsError(f"{run} exists and is not a run folder; the grid will not delete it")
+                continue
+            raise FileExistsError(f"{run} already holds a run; pass overwrite=True (--overwrite) to redo it or "
+                                  f"skip_existing=True (--skip-existing) to keep finished runs")
+
+
+def _previous_grid(out: Path, record: dict, skip_existing: bool) -> dict:
+    """The grid this call continues (skip_existing), after checking its kept runs trained like the new ones."""
+    path = out / "ablation.json"
+    if not skip_existing or not path.is_file():
+        return {}
+    old = json.loads(path.read_text())
+    changed = [k for k in _SAME_BUDGET if k in old and old[k] != record[k]]
+    if changed:
+        diff = "; ".join(f"{k} {old[k]!r}, now {record[k]!r}" for k in changed)
+        raise SelfieAvatarError(f"{path} was run with other settings ({diff}); kept runs would not compare equally "
+                                "with new ones: use the same settings, --overwrite, or another --out")
+    return old
+
+
+def run_ablation_grid(cfg: AblationConfig, train_options: dict | None = None) -> AblationResult:
+    """Train (and evaluate) every configuration of the grid with every seed, one run after another.
+
+    Seed by seed (all configurations of seed 0, then of seed 1, ...), so an interrupted grid holds whole seeds.
+
+    Args:
+        cfg: the grid's settings (``selfie-avatar ablate --help``): ``ablation`` (default: all of
+            :data:`ABLATIONS`), ``seeds`` (seeds ``seed`` ... ``seed + seeds - 1`` per configuration), the budget
+            (``max_steps`` given without ``max_minutes`` lifts the preset's time limit, so every run trains
+            exactly that many steps), ``group`` (default: the grid folder's name and the start time; a grid
+            continued with ``skip_existing`` keeps its group), ``evaluate``, ``overwrite``, ``skip_existing``.
+        train_options: further ``TrainConfig`` fields applied to every run (e.g. ``{"batch_size": 2}``); the grid's
+            own fields (loss, budget, seed, group, ...) cannot be set here.
+
+    Returns:
+        The runs, their W&B group and (when evaluated) the table, which is also written to
+        ``OUT/ablation_table.json``.
+
+    Raises:
+        ValueError: unknown ablation names or options, fewer than one seed, or no budget that could be equal.
+        SelfieAvatarError: ``skip_existing`` would keep runs trained with another subject, preset or budget.
+        FileExistsError: a run folder exists and neither ``overwrite`` nor ``skip_existing`` is set, or the grid
+            folder holds a grid from before seeds (checked for every run before any training starts).
+    """
+    from selfie_avatar.evaluate.run import evaluate as evaluate_run
+    from selfie_avatar.training.run import train
+
+    names, seeds, options = _check_config(cfg, train_options)
+    out = Path(cfg.out)
+    runs = {name: {seed: run_folder(out, name, seed) for seed in seeds} for name in names}
+    _check_folders(out, runs, cfg)
+    record = {
+        "type": "AblationGrid", "layout": LAYOUT, "subject": str(Path(cfg.subject).resolve()), "preset": cfg.preset,
+        "seed": cfg.seed, "seeds": seeds, "max_steps": cfg.max_steps, "max_minutes": cfg.max_minutes,
+        "wandb_project": cfg.wandb_project, "ablations": {name: list(ABLATIONS[name]) for name in names},
+        "runs": {n: {str(s): str(r.relative_to(out)) for s, r in per.items()} for n, per in runs.items()},
+        "train_options": options, "evaluated_checkpoint": "last" if cfg.evaluate else None,
+    }
+    previous = _previous_grid(out, record, cfg.skip_existing)
+    group = cfg.group or previous.get("wandb_group") or \
+        f"{out.resolve().name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    minutes = cfg.max_minutes if cfg.max_minutes is not None else (0 if cfg.max_steps is not None else None)  # 0: none
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "ablation.json", {
-        "type": "AblationGrid", "subject": str(Path(subject).resolve()), "preset": preset, "seed": seed,
-        "max_steps": max_steps, "max_minutes": max_minutes, "wandb_group": group, "wandb_project": wandb_project,
-        "ablations": {name: list(ABLATIONS[name]) for name in names}, "runs": {n: str(r) for n, r in runs.items()},
-        "train_options": options, "evaluated_checkpoint": "last" if evaluate else None,
-    })
-    for k, (name, run) in enumerate(runs.items()):
-        if skip_existing and _finished(run, evaluate):
-            log.info("ablation %s: %s already finished; kept", name, run)
-            continue
-        if overwrite and run.exists():
-            shutil.rmtree(run)  # a fresh folder: train --overwrite would keep the old logs beside the new ones
-        log.info("ablation %d/%d: %s (loss %s)", k + 1, len(runs), name, list(ABLATIONS[name]) or "all on")
-        cfg = TrainConfig(subject=str(subject), out=str(run), preset=preset, loss=list(ABLATIONS[name]),
-                          max_steps=max_steps, max_minutes=minutes, seed=seed, device=device,
-                          wandb_project=wandb_project, wandb_group=group, run_name=name, progress=progress,
-                          **options)
-        train(cfg)
-        if evaluate:
-            evaluate_run(EvaluateConfig(run_dir=str(run), checkpoint="last", device=device))
-    return list(runs.values())
+    write_json_atomic(out / "ablation.json", {**record, "wandb_group": group})
+    total, k = len(names) * len(seeds), 0
+    for seed in seeds:
+        for name in names:
+            run, k = runs[name][seed], k + 1
+            if cfg.skip_existing and _finished(run, cfg.evaluate):
+                log.info("ablation run %d/%d: %s seed %d already finished in %s; kept", k, total, name, seed, run)
+                continue
+            if cfg.overwrite and run.exists():
+                shutil.rmtree(run)  # a fresh folder: train --overwrite would keep the old logs beside the new ones
+            log.info("ablation run %d/%d: %s seed %d (loss %s)", k, total, name, seed,
+                     list(ABLATIONS[name]) or "all on")
+            # The seed reaches the W&B config through the run record (train_config.seed), the name shows it too.
+            train(TrainConfig(subject=str(cfg.subject), out=str(run), preset=cfg.preset, loss=list(ABLATIONS[name]),
+                              max_steps=cfg.max_steps, max_minutes=minutes, seed=seed, device=cfg.device,
+                              wandb_project=cfg.wandb_project, wandb_group=group, run_name=f"{name}-s{seed}",
+                              progress=cfg.progress, **options))
+            if cfg.evaluate:
+                evaluate_run(EvaluateConfig(run_dir=str(run), checkpoint="last", device=cfg.device),
+                             progress=cfg.progress)
+    table = None
+    if cfg.evaluate:
+        table = ablation_table(runs)
+        write_json_atomic(out / "ablation_table.json", table)
+    return AblationResult(out, runs, group, table)

@@ -13,18 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from selfie_avatar.errors import SelfieAvatarError
+from selfie_avatar.evaluate.scoring import HIGHER_IS_BETTER
 from selfie_avatar.io.image import read_image
 
-__all__ = ["METRICS", "TABLE_COLUMNS", "compare_runs", "eval_samples"]
+__all__ = ["HIGHER_IS_BETTER", "METRICS", "TABLE_COLUMNS", "compare_runs", "eval_samples", "load_run"]
 
-#: Held-out metrics of a comparison row (means over the held-out frames; fg_: foreground only). LPIPS is None
-#: where it is unavailable (``lpips_note`` says why).
-METRICS = ("l1", "psnr", "ssim", "lpips", "fg_l1", "fg_psnr", "fg_ssim", "fg_lpips", "untrained_psnr")
+#: Held-out metrics of a comparison row (means over the held-out frames; fg_: foreground only). LPIPS and identity
+#: are None where they are unavailable (``lpips_note`` and ``identity_note`` say why).
+METRICS = ("l1", "psnr", "ssim", "lpips", "identity", "fg_l1", "fg_psnr", "fg_ssim", "fg_lpips", "untrained_psnr")
 #: The columns worth a first look, in order.
-TABLE_COLUMNS = ("name", "losses_off", "step", "l1", "psnr", "ssim", "lpips", "fg_psnr", "untrained_psnr")
-#: Which direction is better, for figure labels.
-HIGHER_IS_BETTER = {"l1": False, "fg_l1": False, "lpips": False, "fg_lpips": False, "psnr": True, "fg_psnr": True,
-                    "ssim": True, "fg_ssim": True, "untrained_psnr": True}
+TABLE_COLUMNS = ("name", "losses_off", "seed", "step", "l1", "psnr", "ssim", "lpips", "fg_psnr", "untrained_psnr")
 
 
 def _read_json(path: Path, fix: str) -> dict:
@@ -36,6 +34,25 @@ def _read_json(path: Path, fix: str) -> dict:
         raise SelfieAvatarError(f"{path} is not valid JSON ({exc}); {fix}") from exc
 
 
+def load_run(run_dir: str | Path, eval_dir: str = "eval") -> tuple[dict, dict]:
+    """A run's ``config.json`` and its evaluation's ``metrics.json``.
+
+    Args:
+        run_dir: a training run folder, evaluated (``selfie-avatar evaluate RUN`` writes ``RUN/eval``).
+        eval_dir: the evaluation folder inside it.
+
+    Returns:
+        ``(config, metrics)`` as read.
+
+    Raises:
+        SelfieAvatarError: either file is missing or not JSON (the message names it and the command that writes it).
+    """
+    run = Path(run_dir)
+    config = _read_json(run / "config.json", "this is not a run folder written by `selfie-avatar train`")
+    metrics = _read_json(run / eval_dir / "metrics.json", f"run `selfie-avatar evaluate {run}` first")
+    return config, metrics
+
+
 def compare_runs(run_dirs: Sequence[str | Path], eval_dir: str = "eval") -> list[dict]:
     """One row per run, from its files.
 
@@ -44,10 +61,11 @@ def compare_runs(run_dirs: Sequence[str | Path], eval_dir: str = "eval") -> list
         eval_dir: the evaluation folder inside each run (``evaluate --out`` elsewhere: give its name here).
 
     Returns:
-        Rows (plain dicts, in the order given) with ``name`` (the folder name), ``run`` (its path), ``group`` (the
-        W&B group), ``losses_off`` (the switched-off losses, or ``"none"``), ``loss_weights``, ``step`` (of the
-        evaluated checkpoint), ``seed``, ``frames`` (held-out frames), every entry of :data:`METRICS`,
-        ``lpips_note``, ``vgg_source`` and ``subject``. Show them with ``utils.table.Table(rows, TABLE_COLUMNS)``.
+        Rows (plain dicts, in the order given) with ``name`` (the run's name in W&B: ``--run-name``, else the
+        folder name; ``full-s0`` in an ablation grid), ``run`` (its path), ``group`` (the W&B group),
+        ``losses_off`` (the switched-off losses, or ``"none"``), ``loss_weights``, ``step`` (of the evaluated
+        checkpoint), ``seed``, ``frames`` (held-out frames), every entry of :data:`METRICS`, ``lpips_note``,
+        ``identity_note``, ``vgg_source`` and ``subject``. Show them with ``utils.table.Table(rows, TABLE_COLUMNS)``.
 
     Raises:
         SelfieAvatarError: a folder is not a training run or has not been evaluated (the message names the file
@@ -57,14 +75,13 @@ def compare_runs(run_dirs: Sequence[str | Path], eval_dir: str = "eval") -> list
         raise TypeError("compare_runs takes a list of run folders, not one folder")
     rows = []
     for run in map(Path, run_dirs):
-        config = _read_json(run / "config.json", "this is not a run folder written by `selfie-avatar train`")
-        metrics = _read_json(run / eval_dir / "metrics.json", f"run `selfie-avatar evaluate {run}` first")
+        config, metrics = load_run(run, eval_dir)
         mean = metrics.get("mean", {})
         train_cfg = config.get("train_config", {})
         weights = config.get("loss_weights", {})
         off = [name for name, w in weights.items() if float(w) == 0]
         row = {
-            "name": run.name, "run": str(run), "group": train_cfg.get("wandb_group"),
+            "name": train_cfg.get("run_name") or run.name, "run": str(run), "group": train_cfg.get("wandb_group"),
             "losses_off": ", ".join(off) if off else "none", "loss_weights": weights,
             "step": metrics.get("step"), "seed": train_cfg.get("seed"), "frames": len(metrics.get("frames", [])),
         }
@@ -72,6 +89,7 @@ def compare_runs(run_dirs: Sequence[str | Path], eval_dir: str = "eval") -> list
             value = mean.get(key)
             row[key] = float(value) if isinstance(value, (int, float)) else None
         row["lpips_note"] = metrics.get("lpips_note")
+        row["identity_note"] = (metrics.get("notes") or {}).get("identity")
         row["vgg_source"] = metrics.get("vgg_source") or config.get("vgg_source")
         row["subject"] = config.get("subject")
         rows.append(row)

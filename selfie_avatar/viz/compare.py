@@ -1,4 +1,5 @@
-"""Figures that put runs side by side: held-out metrics as bars, and held-out crops in columns."""
+"""Figures that put runs side by side: held-out metrics as bars, an ablation grid's configurations with their seed
+error bars, and held-out crops in columns."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from matplotlib.figure import Figure
 from selfie_avatar.evaluate.compare import HIGHER_IS_BETTER
 from selfie_avatar.viz.plots import to_uint8
 
-__all__ = ["metric_comparison_figure", "sample_crops_figure"]
+__all__ = ["ablation_figure", "metric_comparison_figure", "sample_crops_figure"]
 
 
 def metric_comparison_figure(rows: Sequence[Mapping], metrics: Sequence[str] = ("l1", "psnr", "ssim", "lpips"),
@@ -57,6 +58,66 @@ def metric_comparison_figure(rows: Sequence[Mapping], metrics: Sequence[str] = (
             lo, hi = min(finite), max(finite)
             pad = 0.15 * (hi - lo) if hi > lo else 0.05 * abs(hi) + 1e-3
             ax.set_ylim(lo - pad if metric.endswith("psnr") else min(0, lo - pad), hi + pad)
+    return fig
+
+
+def ablation_figure(table: Mapping, metrics: Sequence[str] | None = None) -> Figure:
+    """Per metric, one dot per configuration with its error bar, the seeds as small points, and the best trivial
+    baseline as a horizontal line.
+
+    The error bar is the table's: ± 1 std over seeds, or with one seed the 95 % block-bootstrap interval over test
+    frames (the axis says which). A ``*`` after an ablation's name: its paired difference to the reference lies
+    beyond the noise (its 95 % interval excludes 0).
+
+    Args:
+        table: ``evaluate.ablation_table.ablation_table(...)`` (or ``OUT/ablation_table.json`` read back).
+        metrics: which metrics (default: every metric of the table); one the runs lack shows why.
+    """
+    configs = table.get("configs") or {}
+    if not configs:
+        raise ValueError("the table has no configurations")
+    metrics = list(table["metrics"] if metrics is None else metrics)
+    if not metrics:
+        raise ValueError("name at least one metric")
+    names = list(configs)
+    ncols = min(len(metrics), 4)
+    nrows = math.ceil(len(metrics) / ncols)
+    fig = Figure(figsize=(max(3.0, 0.55 * len(names) + 1.4) * ncols, 3.1 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_axis_off()
+    for ax, metric in zip(axes.flat, metrics):
+        better = {True: "higher is better", False: "lower is better"}.get(HIGHER_IS_BETTER.get(metric), "")
+        ax.set_title(f"{metric} ({better})" if better else metric, fontsize=9)
+        if metric not in table["metrics"]:
+            note = (table.get("notes") or {}).get(metric.removeprefix("fg_"))  # fg_lpips shares lpips' note
+            text = f"{metric} not computed" + (":\n" + textwrap.fill(str(note), 32) if note else "")
+            ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        kind = ""
+        for x, name in enumerate(names):
+            s = configs[name]["metrics"][metric]
+            lo, hi = (np.nan if v is None else v for v in s["error_bar"])
+            ax.errorbar([x], [s["mean"]], yerr=[[s["mean"] - lo], [hi - s["mean"]]], fmt="o", color=f"C{x % 10}",
+                        capsize=4, markersize=6)
+            ax.scatter([x] * len(s["per_seed"]), s["per_seed"], s=10, color=f"C{x % 10}", alpha=0.45, zorder=3)
+            kind = s["error_bar_kind"]
+        base = (table.get("baseline") or {}).get(metric)
+        if base and base.get("mean") is not None:
+            ax.axhline(base["mean"], color="0.35", linestyle="--", linewidth=1,
+                       label=f"best trivial baseline ({base['name']})")
+            ax.legend(fontsize=7, loc="best")
+        paired = table.get("paired") or {}
+        labels = [n + (" *" if paired.get(n, {}).get(metric, {}).get("beyond_noise") else "") for n in names]
+        ax.set_xticks(range(len(names)), labels, rotation=35, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, len(names) - 0.4)
+        ax.set_xlabel(f"error bars: {kind}", fontsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+    if table.get("paired"):
+        fig.suptitle(f"* paired difference to {table.get('reference', 'full')} beyond the noise (its 95 % interval "
+                     "excludes 0); small points: single seeds", fontsize=8)
     return fig
 
 
