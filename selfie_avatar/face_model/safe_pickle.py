@@ -8,7 +8,8 @@ call whatever function it names, so a crafted file could run any code.
 :class:`RestrictedUnpickler` resolves only an explicit allow-list of globals:
 
 - numpy's array reconstruction (``_reconstruct``, ``ndarray``, ``dtype``, ``scalar``, ``_frombuffer``) under both
-  ``numpy.core`` (numpy 1) and ``numpy._core`` (numpy 2) names;
+  ``numpy.core`` (numpy 1) and ``numpy._core`` (numpy 2) names (:func:`selfie_avatar.assets.weights_io.numpy_global`,
+  the list the weights readers use too);
 - ``chumpy`` classes and ``scipy.sparse`` matrices, which are *not imported*: each becomes an inert stand-in that
   only records its pickled state, and :func:`resolve` turns it into a plain numpy array afterwards (a ``Ch`` holds
   its value under ``'x'``; a sparse matrix is rebuilt densely from ``data``/``indices``/``indptr``/``shape``);
@@ -25,25 +26,17 @@ import _compat_pickle
 import collections
 import io
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from selfie_avatar.errors import SelfieAvatarError
+# The numpy allow-list and the refusal are shared with the weights readers (one list of what may be rebuilt).
+from selfie_avatar.assets.weights_io import NumpyUnpickler, UnsafePickleError, numpy_global
 
 __all__ = ["UnsafePickleError", "RestrictedUnpickler", "load_pickle", "load_pickled_npy", "resolve"]
 
 
-class UnsafePickleError(SelfieAvatarError, pickle.UnpicklingError):
-    """A pickle asked for a global outside the allow-list (it may try to run code); nothing it named was called."""
-
-
-# numpy moved its internals from numpy.core to numpy._core in 2.0; files written by either name the one they knew.
-_NUMPY_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray", "numpy.core._multiarray_umath",
-                  "numpy._core._multiarray_umath")
-_NUMERIC_MODULES = ("numpy.core.numeric", "numpy._core.numeric")
 _SPARSE_MODULES = ("scipy.sparse.csc", "scipy.sparse._csc", "scipy.sparse.csr", "scipy.sparse._csr",
                    "scipy.sparse._arrays", "scipy.sparse")
 _SPARSE_NAMES = ("csc_matrix", "csr_matrix", "csc_array", "csr_array")
@@ -112,8 +105,8 @@ def _torch_rebuild(name: str):
     return rebuild
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """A ``pickle.Unpickler`` that resolves only the allow-listed globals (see the module docstring).
+class RestrictedUnpickler(NumpyUnpickler):
+    """:class:`~selfie_avatar.assets.weights_io.NumpyUnpickler` extended by the globals of the module docstring.
 
     Args:
         file: binary file object positioned at the pickle.
@@ -122,8 +115,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     """
 
     def __init__(self, file, source: str = "pickle", encoding: str = "latin1") -> None:
-        super().__init__(file, encoding=encoding, fix_imports=False)
-        self.source = source
+        super().__init__(file, source=source, encoding=encoding)
         self._stand_ins: dict[str, type] = {}
 
     def _stand_in(self, qualname: str) -> type:
@@ -136,12 +128,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         qual = f"{module}.{name}"
-        if module in _NUMPY_MODULES and name in ("_reconstruct", "scalar"):
-            return _numpy_internal("multiarray", name)
-        if module in _NUMERIC_MODULES and name == "_frombuffer":
-            return _numpy_internal("numeric", name)
-        if module == "numpy" and name in ("ndarray", "dtype"):
-            return getattr(np, name)
+        found = numpy_global(module, name)
+        if found is not None:
+            return found
         if module.startswith("chumpy.") or module == "chumpy":
             return self._stand_in(qual)
         if module in _SPARSE_MODULES and name in _SPARSE_NAMES:
@@ -158,21 +147,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             return _torch_rebuild(name)
         if module == "torch.storage" and name == "_load_from_bytes":
             return _torch_storage_from_bytes
-        raise UnsafePickleError(
-            f"{self.source}: refused to load global '{qual}': model files hold arrays only, and this name could run "
-            "code. The file is not a genuine model file (or a format this loader does not know); nothing was executed."
-        )
-
-
-def _numpy_internal(submodule: str, name: str) -> Any:
-    """numpy's own reconstruction helper, from numpy._core (numpy 2) or numpy.core (numpy 1)."""
-    import importlib
-
-    try:
-        mod = importlib.import_module(f"numpy._core.{submodule}")
-    except ImportError:
-        mod = importlib.import_module(f"numpy.core.{submodule}")
-    return getattr(mod, name)
+        raise self.refuse(qual)
 
 
 # -- stand-ins -> arrays -------------------------------------------------------------------------------------------

