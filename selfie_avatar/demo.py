@@ -98,7 +98,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "baselines": {b: v["mean"] for b, v in evaluated.report["baselines"].items()},
         "margin": evaluated.report["margin"],
         "generator_frames_per_second": evaluated.frames_per_second,
-        "reenact": {"frames": reenacted.frames, "fps": reenacted.generator_fps},
+        "reenact": {"frames": reenacted.frames, "fps": reenacted.generator_fps, "identity": reenacted.identity},
         "files": {"preview": str(subject / "preview.png"), "tracking_video": str(subject / "tracking.mp4"),
                   "grid": str(out / "eval" / "grid.png"), "test_video": str(out / "eval" / "test.mp4"),
                   "baselines": str(out / "eval" / "baselines.png"),
@@ -120,6 +120,13 @@ def _margin_line(s: dict) -> str:
         verdict = "better" if g["better"] else ("worse" if g["ci95"][1] < 0 else "not distinguishable")
         parts.append(f"{TITLES[metric]} {g['improvement']:+.3f} ({verdict}, vs {LABELS[g['baseline']]})")
     return "; ".join(parts)
+
+
+def _identity_line(ident: dict | None) -> str:
+    if not ident or "to_subject" not in ident:
+        return f"identity not measured ({(ident or {}).get('note', 'switched off')})"
+    return (f"identity: avatar to subject {ident['to_subject']['mean']:.3f}, to driver {ident['to_driver']['mean']:.3f} "
+            f"(subject vs driver {ident['driver_to_subject']['mean']:.3f}; cosine of dlib descriptors)")
 
 
 def format_summary(s: dict) -> str:
@@ -146,6 +153,7 @@ def format_summary(s: dict) -> str:
         f"{num(h['identity'], 3, h['notes']['identity'])}",
         f"margin    {_margin_line(s)}",
         f"          checkpoint: {h['checkpoint']}",
+        f"reenact   {_identity_line(s['reenact'].get('identity'))}",
         f"speed     generator {s['generator_frames_per_second']:.1f} frames/s; reenact {s['reenact']['frames']} "
         f"frames at {s['reenact']['fps']:.1f} frames/s (render + generator)",
         "look at",

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from selfie_avatar.config import ReenactConfig, config_to_dict
 from selfie_avatar.errors import SelfieAvatarError
+from selfie_avatar.evaluate.reenact_identity import sample_positions
 from selfie_avatar.face_model import NUM_BLENDSHAPES
 from selfie_avatar.io.prefetch import prefetch
 from selfie_avatar.io.video import iter_frames, probe_video
@@ -47,6 +48,7 @@ class ReenactResult:
     frames_without_face: int
     generator_fps: float
     seconds: dict[str, float]
+    identity: dict | None = None
 
     def summary(self) -> str:
         lines = [f"avatar video: {self.video} ({self.frames} frames)"]
@@ -56,6 +58,14 @@ class ReenactResult:
             lines.append(f"  {self.frames_without_face} driver frames showed no face and held the last pose")
         lines.append(f"  codes: {self.seconds.get('driver', float('nan')):.1f} s; render + generator: "
                      f"{self.generator_fps:.1f} frames/s; total {self.seconds.get('total', float('nan')):.1f} s")
+        ident = self.identity or {}
+        if "to_subject" in ident:
+            leak = "n/a" if ident["leakage"] is None else f"{ident['leakage']:+.3f}"
+            lines.append(f"  identity (dlib descriptor cosine): avatar to subject {ident['to_subject']['mean']:.3f}, "
+                         f"avatar to driver {ident['to_driver']['mean']:.3f} (the two people: "
+                         f"{ident['driver_to_subject']['mean']:.3f}; leakage {leak})")
+        elif ident:
+            lines.append(f"  identity: not measured ({ident.get('note')})")
         lines.append(f"  report: {self.report}")
         return "\n".join(lines)
 
@@ -125,6 +135,8 @@ def reenact(cfg: ReenactConfig) -> ReenactResult:
     audio = cfg.driver if driver.info.has_audio else None
     t_gen = 0.0
     written = 0
+    probe = set(sample_positions(n, 32) if cfg.identity else [])
+    probed: tuple[list, list] = ([], [])  # avatar crops and their driver frames, for the identity report
     with VideoWriter(out, fps, audio_from=audio) as w_avatar, \
             (VideoWriter(sbs, fps, audio_from=audio) if sbs else contextlib.nullcontext()) as w_sbs:
         frames = prefetch(iter_frames(cfg.driver, max_frames=n))
@@ -142,10 +154,16 @@ def reenact(cfg: ReenactConfig) -> ReenactResult:
                 drv = next(frames, None)
                 if sbs and drv is not None:
                     w_sbs.write(_side_by_side(drv, frame))
+                if written in probe and drv is not None:
+                    probed[0].append(img)
+                    probed[1].append(drv)
                 written += 1
             bar.update(len(idx))
         bar.close()
     seconds["generate"] = t_gen
+    t = time.perf_counter()
+    identity = _identity(cfg, probed, subject, device)
+    seconds["identity"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t_start
     gen_fps = written / t_gen if t_gen > 0 else float("nan")
     report = out.with_suffix(".json")
@@ -155,10 +173,25 @@ def reenact(cfg: ReenactConfig) -> ReenactResult:
         "driver_method": driver.method, "driver_frames_without_face": missing, "reference_frame": reference,
         "rest_frame": rest, "pasted_back": plate is not None, "audio": audio is not None,
         "render_and_generator_frames_per_second": gen_fps, "device": str(device), "seconds": seconds,
-        "driver_seconds": driver.seconds, "config": config_to_dict(cfg),
+        "driver_seconds": driver.seconds, "identity": identity, "config": config_to_dict(cfg),
     })
     log.info("reenacted %d frames into %s", written, out)
-    return ReenactResult(out, sbs, report, written, missing, gen_fps, seconds)
+    return ReenactResult(out, sbs, report, written, missing, gen_fps, seconds, identity)
+
+
+def _identity(cfg: ReenactConfig, probed: tuple[list, list], subject, device) -> dict | None:
+    """Identity similarity of sampled avatar frames to the subject and to the driver (identity leakage)."""
+    if not cfg.identity:
+        return None
+    from selfie_avatar.evaluate.scoring import identity_status
+
+    ok, note = identity_status()
+    if not ok:
+        log.warning("identity not measured: %s", note)
+        return {"note": note}
+    from selfie_avatar.evaluate.reenact_identity import reenactment_identity
+
+    return reenactment_identity(probed[0], probed[1], subject, landmarker_path=cfg.landmarker, device=device)
 
 
 def _face_model_settings(subject) -> dict | None:
