@@ -2,4 +2,3 @@
 
 from tests.reenact.conftest import driver_clip  # noqa: F401
 from tests.training.conftest import offline_wandb, tiny_run, train_subject  # noqa: F401
-from tests.reenact.conftest import driver_clip  # noqa: F401,E402
