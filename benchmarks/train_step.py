@@ -4,6 +4,8 @@
 
 Runs the real ``AvatarModule.training_step`` under a Lightning Trainer on synthetic batches (random frames,
 renders, UV images and mattes of the preset's size), with the default loss set, and times the steps after a warm-up.
+The face and background generators stay unfrozen (the slower half of a run). It runs unchanged against older
+checkouts of the project too, which is how ``benchmarks/train_speed.py`` compares two commits side by side.
 """
 
 from __future__ import annotations
@@ -50,7 +52,11 @@ def bench(preset: str, steps: int, accelerator: str) -> dict:
     p = get_preset(preset)
     model = dataclasses.replace(p.model, num_frames=8, use_time_code=True)
     module = AvatarModule(model=dataclasses.asdict(model), loss_weights=resolve_loss_weights(), lr_g=p.lr_g,
-                          lr_d=p.lr_d, freeze_after=10**9, r1_interval=p.r1_interval)
+                          lr_d=p.lr_d, freeze_after=10**9, r1_interval=p.r1_interval,
+                          **({"feature_window": p.feature_window} if hasattr(p, "feature_window") else {}))
+    if getattr(model, "use_background_plate", False):
+        module.set_background_plate(torch.rand(3, model.size, model.size, generator=torch.Generator().manual_seed(7))
+                                    * 2 - 1)
     times: list[float] = []
 
     class Timer(Callback):

@@ -110,6 +110,8 @@ class TrainConfig:
     lr_g: float | None = _f(None, "generator learning rate (AdamW, betas 0 and 0.99)")
     lr_d: float | None = _f(None, "discriminator learning rate")
     freeze_after: int | None = _f(None, "freeze the face and background generators after this many steps and cache their outputs")
+    feature_window: int | None = _f(None, "side in pixels of the face window the VGG losses see, for speed (0: the "
+                                    "whole frame; default: the preset's, 64 for cpu, 128 for lite, whole for full)")
     time_code: bool = _f(True, "per-frame style code so the network can explain frame-specific appearance")
     background_plate: bool = _f(True, "give the image generator the subject's background plate (background.png); "
                                 "--no-background-plate makes G_b learn the whole background")

@@ -25,6 +25,7 @@ from torch import nn
 from selfie_avatar.losses import cosine as _cosine
 from selfie_avatar.losses import id_mrf as _id_mrf
 from selfie_avatar.losses.adversarial import g_nonsaturating_loss
+from selfie_avatar.losses.feature_crop import crop_windows_at, face_windows
 from selfie_avatar.losses.reconstruction import foreground_reconstruction_loss
 from selfie_avatar.losses.vgg import VGGFeatures, VGGSource
 
@@ -104,7 +105,8 @@ class GeneratorLoss(nn.Module):
 
     ID-MRF compares the face (``face_mask``, else the matte) and the cosine term the foreground (weighted by
     the matte); both read one VGG pass of the generated and one of the real frames (the cosine term adds
-    passes for its smaller scales). Real frames go through VGG without a graph.
+    passes for its smaller scales). Real frames go through VGG without a graph. With ``feature_window`` the VGG
+    passes see only a window of that side around each frame's face (``losses/feature_crop.py``), for speed.
 
     Args:
         weights: loss name -> weight; names left out keep their default (:data:`DEFAULT_LOSS_WEIGHTS`).
@@ -116,9 +118,11 @@ class GeneratorLoss(nn.Module):
         face_weight: extra weight of the face in the L1 term.
         mask_weight: weight of the predicted-mask L1 inside the reconstruction term.
         background_weight: weight of background pixels in the L1 term relative to the foreground (0 is strictly
-            foreground; 0.2 lets the background generator learn the plate as well).
+            foreground). 1, the default, is StyleAvatar's whole-frame L1: with the background plate as an input the
+            background is cheap to get right, and every image metric counts it.
         max_positions: ID-MRF position cap per image and layer.
         vgg: an existing extractor to use (must compute the layers needed); skips loading weights.
+        feature_window: side in pixels of the face window the VGG losses see (None: the whole frame).
 
     Attributes:
         weights: the complete weight table.
@@ -141,11 +145,15 @@ class GeneratorLoss(nn.Module):
         cosine_scales: Sequence[float] = _cosine.DEFAULT_SCALES,
         face_weight: float = 2.0,
         mask_weight: float = 1.0,
-        background_weight: float = 0.2,
+        background_weight: float = 1.0,
         max_positions: int = 4096,
         vgg: VGGFeatures | None = None,
+        feature_window: int | None = None,
     ) -> None:
         super().__init__()
+        if feature_window is not None and feature_window < 32:
+            raise ValueError(f"feature_window must be at least 32 px (VGG pools 4 times), got {feature_window}")
+        self.feature_window = feature_window
         self.weights = resolve_loss_weights(weights)
         if not any(w > 0 for w in self.weights.values()):
             raise ValueError("every loss weight is 0; at least one loss must be on")
@@ -221,11 +229,15 @@ class GeneratorLoss(nn.Module):
         if w["adversarial"] > 0:
             raw["adversarial"] = g_nonsaturating_loss(fake_logits)
         if self.vgg is not None:
+            region = face_mask if face_mask is not None else matte
+            if self.feature_window is not None and self.feature_window < fake.shape[-1]:
+                corners = face_windows(region, self.feature_window, generator=generator)
+                fake, real, matte, region = (crop_windows_at(t, corners, self.feature_window)
+                                             for t in (fake, real, matte, region))
             fake_feats = self.vgg(fake)
             with torch.no_grad():
                 real_feats = self.vgg(real)
             if w["id_mrf"] > 0:
-                region = face_mask if face_mask is not None else matte
                 raw["id_mrf"] = self.id_mrf(fake_feats, real_feats, region, generator)
             if w["cosine"] > 0:
                 raw["cosine"] = _cosine.cosine_multiscale_loss(

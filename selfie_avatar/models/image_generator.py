@@ -12,16 +12,19 @@ Data flow (C_r = ``cfg.unet_channels()[r]``, S = size, m = unet_min_res)::
       bg_mask = sigmoid(EqualConv1x1(x_S))                              (B, 1, S, S)
       f = bg_mask * x_S + (1 - bg_mask) * EqualConv1x1(bg_features)
       f -> StyledConv -> ToRGB (4 channels) -> image (3), mask logit (1)
-      with the background plate P: image += (1 - bg_mask) * P                the plate is the default background
+      with the background plate P: image += (1 - mask) * P, the predicted foreground mask detached: the plate is
+      the default background wherever the mask (trained by the mask term towards the matte) says background
 
 Encoder skips are fused by addition (scaled by 1/sqrt(2) to keep the variance): encoder and decoder share the
 channel count at every resolution, so no projection is needed and the decoder costs the same as a plain StyleGAN2
 synthesis network. There is no RGB skip branch: the image is made from the fused features only, so every pixel
 passes through the background fusion and ``bg_mask`` tells exactly where the background generator contributes.
 
-The background plate (``cfg.use_background_plate``), when given, is the one RGB path: added where the fusion mask
-selects the background, it makes the static background exact from the first step, and the networks only learn what
-it lacks (hair and shoulders over it, shadows, lighting changes). It also enters the encoder, so every scale sees it.
+The background plate (``cfg.use_background_plate``), when given, is the one RGB path: added where the predicted
+foreground mask says background, it makes the static background exact as soon as the mask is learnt (the mask has its
+own loss, so that is fast), and the networks only learn what it lacks (hair and shoulders over it, shadows, lighting
+changes). The mask is detached there, as StyleAvatar detaches it for its feature fusion, so the image loss cannot
+bend the mask away from the matte. The plate also enters the encoder, so every scale sees it.
 """
 
 from __future__ import annotations
@@ -95,6 +98,13 @@ class ImageGenerator(nn.Module):
         self.fusion_mask = EqualConv2d(ch[s], 1, 1)
         self.final = StyledConv(ch[s], ch[s], 3, wd)
         self.to_out = ToRGB(ch[s], wd, out_channels=4, upsample=False)
+        if cfg.use_background_plate:
+            # Start as the plate: no RGB of its own and a mask that says "background" (sigmoid(-4) = 0.02), so
+            # the first steps need not unlearn a random image over the whole frame; the mask term and the image
+            # loss grow the foreground from there.
+            with torch.no_grad():
+                self.to_out.conv.weight.zero_()
+                self.to_out.bias[:, 3] = -4.0
 
         sides = [m] + [r for r in self.resolutions[1:] for _ in range(2)] + [s]
         self.num_layers = len(sides)
@@ -185,5 +195,6 @@ class ImageGenerator(nn.Module):
         x = bg_mask * x + (1 - bg_mask) * self.bg_proj(bg_features)
         x = self.final(x, w, n[-1])
         out = self.to_out(x, w)                                          # (B, 4, S, S)
-        image = out[:, :3] if plate is None else out[:, :3] + (1 - bg_mask) * plate
-        return {"image": image, "mask": torch.sigmoid(out[:, 3:4]), "bg_mask": bg_mask}
+        mask = torch.sigmoid(out[:, 3:4])
+        image = out[:, :3] if plate is None else out[:, :3] + (1 - mask.detach()) * plate
+        return {"image": image, "mask": mask, "bg_mask": bg_mask}

@@ -21,19 +21,22 @@ class Preset:
     val_every: int
     image_every: int
     r1_interval: int
+    feature_window: int | None = None  # side of the face window the VGG losses see (losses/feature_crop.py)
 
 
 def get_preset(name: str) -> Preset:
     if name == "tiny":
         return Preset(ModelConfig.tiny(), batch_size=2, max_steps=12, max_minutes=None, lr_g=2e-3, lr_d=2e-3,
-                      freeze_after=6, ema_decay=0.9, val_every=6, image_every=6, r1_interval=4)
+                      freeze_after=6, ema_decay=0.9, val_every=6, image_every=6, r1_interval=4,
+                      feature_window=32)
     if name == "cpu":
         return Preset(ModelConfig.cpu(), batch_size=4, max_steps=100_000, max_minutes=10.0, lr_g=2e-3, lr_d=2e-3,
                       freeze_after=300, ema_decay=0.995, val_every=100, image_every=100,
-                      r1_interval=16)
+                      r1_interval=16, feature_window=64)
     if name == "lite":  # 256 px with narrow channels: the real-time CPU avatar (ModelConfig.lite)
         return Preset(ModelConfig.lite(), batch_size=2, max_steps=100_000, max_minutes=20.0, lr_g=2e-3, lr_d=2e-3,
-                      freeze_after=300, ema_decay=0.995, val_every=100, image_every=100, r1_interval=16)
+                      freeze_after=300, ema_decay=0.995, val_every=100, image_every=100, r1_interval=16,
+                      feature_window=128)
     if name == "full":
         return Preset(ModelConfig.full(), batch_size=8, max_steps=200_000, max_minutes=None, lr_g=2e-3, lr_d=2e-3,
                       freeze_after=10_000, ema_decay=0.999, val_every=2000, image_every=1000, r1_interval=16)

@@ -66,6 +66,7 @@ def resolve_settings(cfg: TrainConfig) -> dict:
         "val_every": p.val_every,
         "image_every": p.image_every,
         "r1_interval": p.r1_interval,
+        "feature_window": p.feature_window if cfg.feature_window is None else (cfg.feature_window or None),
         "model": p.model,
     }
 
@@ -133,6 +134,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         model=dataclasses.asdict(model_cfg), loss_weights=weights, lr_g=s["lr_g"], lr_d=s["lr_d"],
         freeze_after=s["freeze_after"], ema_decay=s["ema_decay"], grad_clip=cfg.grad_clip, r1_gamma=cfg.r1_gamma,
         r1_interval=s["r1_interval"], bg_shift=cfg.bg_shift, image_every=s["image_every"],
+        feature_window=s["feature_window"],
         vgg_weights=cfg.vgg_weights, seed=cfg.seed,
     )
     if model_cfg.use_background_plate:

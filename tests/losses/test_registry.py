@@ -72,7 +72,7 @@ def test_no_vgg_when_no_vgg_loss(monkeypatch):
     total, terms = loss(fake, real, matte, face, fake_logits=logits)
     assert set(terms) == {"adversarial", "reconstruction"}
     want = 0.1 * g_nonsaturating_loss(logits) + 10.0 * foreground_reconstruction_loss(
-        fake, real, matte, face, background_weight=0.2
+        fake, real, matte, face, background_weight=1.0
     )
     assert total.item() == pytest.approx(want.item(), rel=1e-6)
 

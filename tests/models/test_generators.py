@@ -244,7 +244,9 @@ def test_the_background_plate_is_the_default_background():
     with torch.no_grad():  # a network that adds nothing of its own: what is left is the plate, where it is background
         for p in g.to_out.parameters():
             p.zero_()
+        g.to_out.bias[..., 3, :, :] = -3.0  # ... and a mask logit that says "background" (sigmoid(-3) = 0.047)
     out = g(render, face, mask, bg, plate=plate)
-    torch.testing.assert_close(out["image"], (1 - out["bg_mask"]) * plate.expand(b, -1, -1, -1))
+    torch.testing.assert_close(out["image"], (1 - out["mask"]) * plate.expand(b, -1, -1, -1))
+    assert out["mask"].max() < 0.05
     with pytest.raises(ValueError, match="without use_background_plate"):
         ImageGenerator(ModelConfig.tiny(use_background_plate=False))(render, face, mask, bg, plate=plate)
