@@ -157,7 +157,7 @@ class AblationConfig:
     preset: str = _f("cpu", "training preset of every run", choices=("tiny", "cpu", "lite", "full"))
     ablation: list[str] = field(default_factory=list, metadata={
         "help": "which ablations, in order (default: all: full, no_id_mrf, no_cosine, no_reconstruction, "
-                "no_adversarial)"})
+                "no_adversarial, no_background_plate)"})
     max_steps: int | None = _f(None, "steps per run (without --max-minutes, the preset's time limit is lifted)")
     max_minutes: float | None = _f(None, "time limit per run (equal time is not equal steps)")
     seed: int = _f(0, "first random seed (every configuration trains with seeds SEED ... SEED+SEEDS-1)")

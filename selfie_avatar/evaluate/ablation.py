@@ -36,16 +36,20 @@ from selfie_avatar.utils.log import get_logger
 
 log = get_logger("ablation")
 
-__all__ = ["ABLATIONS", "AblationResult", "grid_runs", "run_ablation_grid", "run_folder"]
+__all__ = ["ABLATIONS", "ABLATION_OPTIONS", "AblationResult", "grid_runs", "run_ablation_grid", "run_folder"]
 
-#: Ablation name -> loss overrides (``TrainConfig.loss`` items). Weight 0 switches a loss off (not computed).
+#: Ablation name -> loss overrides (``TrainConfig.loss`` items). Weight 0 switches a loss off (not computed);
+#: ``no_background_plate`` keeps every loss and switches the plate input off instead (:data:`ABLATION_OPTIONS`).
 ABLATIONS: dict[str, tuple[str, ...]] = {
     "full": (),
     "no_id_mrf": ("id_mrf=0",),
     "no_cosine": ("cosine=0",),
     "no_reconstruction": ("reconstruction=0",),
     "no_adversarial": ("adversarial=0",),
+    "no_background_plate": (),
 }
+#: Ablation name -> further ``TrainConfig`` fields it changes (an ablation of the architecture, not of a loss).
+ABLATION_OPTIONS: dict[str, dict] = {"no_background_plate": {"background_plate": False}}
 #: ``ablation.json``'s ``layout``: run folders OUT/<ablation>/seed_<k>/ (grids without it: OUT/<ablation>/).
 LAYOUT = "ablation/seed_k"
 
@@ -218,6 +222,7 @@ def run_ablation_grid(cfg: AblationConfig, train_options: dict | None = None) ->
         "type": "AblationGrid", "layout": LAYOUT, "subject": str(Path(cfg.subject).resolve()), "preset": cfg.preset,
         "seed": cfg.seed, "seeds": seeds, "max_steps": cfg.max_steps, "max_minutes": cfg.max_minutes,
         "wandb_project": cfg.wandb_project, "ablations": {name: list(ABLATIONS[name]) for name in names},
+        "ablation_options": {name: ABLATION_OPTIONS[name] for name in names if name in ABLATION_OPTIONS},
         "runs": {n: {str(s): str(r.relative_to(out)) for s, r in per.items()} for n, per in runs.items()},
         "train_options": options, "evaluated_checkpoint": "last" if cfg.evaluate else None,
     }
@@ -242,7 +247,7 @@ def run_ablation_grid(cfg: AblationConfig, train_options: dict | None = None) ->
             train(TrainConfig(subject=str(cfg.subject), out=str(run), preset=cfg.preset, loss=list(ABLATIONS[name]),
                               max_steps=cfg.max_steps, max_minutes=minutes, seed=seed, device=cfg.device,
                               wandb_project=cfg.wandb_project, wandb_group=group, run_name=f"{name}-s{seed}",
-                              progress=cfg.progress, **options))
+                              progress=cfg.progress, **{**options, **ABLATION_OPTIONS.get(name, {})}))
             if cfg.evaluate:
                 evaluate_run(EvaluateConfig(run_dir=str(run), checkpoint="last", device=cfg.device),
                              progress=cfg.progress)

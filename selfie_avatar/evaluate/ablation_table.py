@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from selfie_avatar.errors import SelfieAvatarError
-from selfie_avatar.evaluate.compare import load_run
+from selfie_avatar.evaluate.compare import load_run, switched_off
 from selfie_avatar.evaluate.scoring import HIGHER_IS_BETTER, METRIC_ORDER
 from selfie_avatar.evaluate.stats import frame_interval, seed_interval
 from selfie_avatar.utils.table import format_table
@@ -211,9 +211,8 @@ def ablation_table(runs: Mapping[str, Mapping[int, str | Path]] | str | Path, re
     configs, paired = {}, {}
     for name, seeds in read.items():
         config = next(iter(seeds.values()))[0]
-        off = [n for n, w in (config.get("loss_weights") or {}).items() if float(w) == 0]
         configs[name] = {"seeds": list(seeds), "steps": [m.get("step") for _, m in seeds.values()],
-                         "losses_off": ", ".join(off) or "none",
+                         "losses_off": switched_off(config),
                          "runs": [str(p) for _, p in sorted((int(k), v) for k, v in runs[name].items())],
                          "metrics": {m: _summary(seeds, m) for m in metrics}}
         if full is not None and name != reference:

@@ -53,6 +53,14 @@ def load_run(run_dir: str | Path, eval_dir: str = "eval") -> tuple[dict, dict]:
     return config, metrics
 
 
+def switched_off(config: dict) -> str:
+    """What a run switched off, from its ``config.json``: losses of weight 0, and the background plate."""
+    off = [name for name, w in (config.get("loss_weights") or {}).items() if float(w) == 0]
+    if config.get("train_config", {}).get("background_plate") is False:
+        off.append("background plate")
+    return ", ".join(off) or "none"
+
+
 def compare_runs(run_dirs: Sequence[str | Path], eval_dir: str = "eval") -> list[dict]:
     """One row per run, from its files.
 
@@ -79,10 +87,9 @@ def compare_runs(run_dirs: Sequence[str | Path], eval_dir: str = "eval") -> list
         mean = metrics.get("mean", {})
         train_cfg = config.get("train_config", {})
         weights = config.get("loss_weights", {})
-        off = [name for name, w in weights.items() if float(w) == 0]
         row = {
             "name": train_cfg.get("run_name") or run.name, "run": str(run), "group": train_cfg.get("wandb_group"),
-            "losses_off": ", ".join(off) if off else "none", "loss_weights": weights,
+            "losses_off": switched_off(config), "loss_weights": weights,
             "step": metrics.get("step"), "seed": train_cfg.get("seed"), "frames": len(metrics.get("frames", [])),
         }
         for key in METRICS:

@@ -12,7 +12,7 @@ from scipy.stats import t
 from selfie_avatar.cli import main
 from selfie_avatar.config import AblationConfig
 from selfie_avatar.errors import SelfieAvatarError
-from selfie_avatar.evaluate.ablation import ABLATIONS, grid_runs, run_ablation_grid, run_folder
+from selfie_avatar.evaluate.ablation import ABLATION_OPTIONS, ABLATIONS, grid_runs, run_ablation_grid, run_folder
 from selfie_avatar.evaluate.ablation_table import ablation_table, format_ablation_table
 from selfie_avatar.evaluate.compare import TABLE_COLUMNS, compare_runs, eval_samples
 from selfie_avatar.evaluate.stats import frame_interval
@@ -39,7 +39,8 @@ def fake_run(root, name, seed, means, per_frame=None, frames=FRAMES, folder=None
     (run / "eval").mkdir(parents=True)
     weights = {n: 0.0 if f"{n}=0" in ABLATIONS[name] else 1.0 for n in LOSS_NAMES}
     (run / "config.json").write_text(json.dumps({
-        "train_config": {"seed": seed, "run_name": f"{name}-s{seed}"}, "loss_weights": weights, "subject": "/s"}))
+        "train_config": {"seed": seed, "run_name": f"{name}-s{seed}", **ABLATION_OPTIONS.get(name, {})},
+        "loss_weights": weights, "subject": "/s"}))
     per_frame = per_frame or {m: [v] * len(frames) for m, v in means.items()}
     (run / "eval" / "metrics.json").write_text(json.dumps({
         "metrics": list(means), "mean": means, "per_frame": per_frame, "frames": frames, "step": 7,
@@ -62,11 +63,26 @@ def t_interval(values):
     return [v.mean() - half, v.mean() + half]
 
 
-def test_the_table_switches_off_one_loss_each():
+def test_the_table_switches_off_one_loss_each_and_the_plate():
     assert ABLATIONS["full"] == ()
-    off = {name: parse_loss_overrides(items) for name, items in ABLATIONS.items() if name != "full"}
+    losses = {name: items for name, items in ABLATIONS.items() if name != "full" and name not in ABLATION_OPTIONS}
+    off = {name: parse_loss_overrides(items) for name, items in losses.items()}
     assert {next(iter(o)) for o in off.values()} == set(LOSS_NAMES)
     assert all(len(o) == 1 and set(o.values()) == {0.0} for o in off.values())
+    assert ABLATIONS["no_background_plate"] == () and ABLATION_OPTIONS["no_background_plate"] == {
+        "background_plate": False}
+
+
+def test_the_plate_ablation_trains_without_the_plate_and_says_so(train_subject, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr("selfie_avatar.training.run.train", lambda cfg, callbacks=None: seen.append(cfg))
+    run_ablation_grid(AblationConfig(subject=str(train_subject), out=str(tmp_path / "grid"), preset="tiny",
+                                     ablation=["full", "no_background_plate"], max_steps=1, evaluate=False,
+                                     progress=False))
+    assert [c.background_plate for c in seen] == [True, False] and [c.loss for c in seen] == [[], []]
+    table = ablation_table(fake_grid(tmp_path / "t", {"full": {"psnr": [20.0]}, "no_background_plate": {
+        "psnr": [18.0]}}))
+    assert table["configs"]["no_background_plate"]["losses_off"] == "background plate"
 
 
 def test_paired_difference_is_the_per_seed_difference(tmp_path):
