@@ -117,6 +117,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=None, help="output folder (default: outputs/benchmarks/quality_<preset>_<name>)")
+    ap.add_argument("--loss", action="append", default=[], metavar="NAME=WEIGHT",
+                    help="a loss weight, as for `train --loss` (repeatable)")
     ap.add_argument("--option", action="append", default=[], metavar="FIELD=VALUE",
                     help="a further TrainConfig field, e.g. --option background_plate=false (repeatable)")
     args = ap.parse_args()
@@ -151,7 +153,7 @@ def main() -> None:
     t0 = time.perf_counter()
     result = train(TrainConfig(subject=str(subject_dir), out=str(run), preset=args.preset, max_minutes=args.minutes,
                                seed=args.seed, device=args.device, overwrite=True, run_name=f"quality-{name}",
-                               **options), callbacks=[snaps.callback])
+                               loss=args.loss, **options), callbacks=[snaps.callback])
     train_wall = time.perf_counter() - t0
 
     device = resolve_device(args.device)
@@ -170,6 +172,7 @@ def main() -> None:
     report = {
         "title": f"{args.preset} preset, {name} at {first.config.size} px, {cpu_name()}",
         "subject": str(subject_dir.resolve()), "preset": args.preset, "minutes": args.minutes, "options": options,
+        "loss": args.loss,
         "test_frames": tests.frames, "metrics": list(tests.scorer.metrics), "notes": tests.scorer.notes,
         "steps": result.steps, "train_seconds": result.seconds, "train_wall_seconds": train_wall,
         "steps_per_second": result.steps / max(result.seconds, 1e-9), "vgg_source": result.vgg_source,

@@ -1,8 +1,10 @@
 """The generator's loss set: named terms with weights, chosen and overridden by name.
 
-Defaults (StyleAvatar-like, a starting point to tune with ``parse_loss_overrides``):
+Defaults. The loss *set* is SelfieAvatar's (adversarial, foreground reconstruction, ID-MRF, cosine multi-scale);
+the *weights* are this toolkit's own starting point, not a published recipe. StyleAvatar itself trains with a
+different set: whole-frame L1 x1, mask L1 x3, a VGG19 perceptual L1 x0.3 and the GAN term x1.
 
-- ``reconstruction`` 10.0: matte-weighted L1 (face x2) plus the mask term; its value is a mean absolute error
+- ``reconstruction`` 10.0: whole-frame L1 (face x2) plus the mask term; its value is a mean absolute error
   on [-1, 1] images (about 0.05-0.2 in training), so the weight brings it to the scale of the other terms;
 - ``id_mrf`` 1.0 and ``cosine`` 1.0: the perceptual terms (ID-MRF on the face, cosine on the foreground);
   they carry texture and detail;

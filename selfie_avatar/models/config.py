@@ -153,7 +153,10 @@ class ModelConfig:
 
     @classmethod
     def full(cls, **overrides) -> ModelConfig:
-        """512 px with StyleAvatar-like channel counts (512 at low resolution, 32 at 512 px): one GPU."""
+        """512 px, one GPU. StyleGAN2's channel counts (512 up to 32 px, halving to 32 at 512 px) for every
+        network; StyleAvatar's own generator is a DoubleStyleUnet (a first StyleUNet at half resolution that fuses
+        the face texture and background features, a second one that decodes the fused features at full size,
+        wavelet up- and down-sampling), of which this single StyleUNet at output size is a simplification."""
         kw = dict(size=512, texture_size=512, style_dim=512, mapping_layers=8, channel_base=16384, channel_max=512,
                   face_feat_channels=32, bg_feat_channels=32, unet_channel_base=16384, unet_channel_max=512,
                   unet_min_res=8, disc_channel_base=16384, disc_channel_max=512)
