@@ -103,7 +103,8 @@ class TrainConfig:
                      "or full (one GPU, 512 px)", choices=("tiny", "cpu", "lite", "full"))
     loss: list[str] = field(default_factory=list, metadata={
         "help": "loss switch/weight as NAME=WEIGHT, e.g. --loss id_mrf=0 --loss cosine=0.5 "
-                "(names: adversarial, reconstruction, id_mrf, cosine)"})
+                "(names: adversarial, reconstruction, id_mrf, cosine; the cpu and lite presets start with "
+                "adversarial=0)"})
     max_steps: int | None = _f(None, "stop after this many training steps")
     max_minutes: float | None = _f(None, "stop after this many minutes of training (cpu preset: 10)")
     batch_size: int | None = _f(None, "images per step")
@@ -112,7 +113,8 @@ class TrainConfig:
     freeze_after: int | None = _f(None, "freeze the face and background generators after this many steps and cache their outputs")
     feature_window: int | None = _f(None, "side in pixels of the face window the VGG losses see, for speed (0: the "
                                     "whole frame; default: the preset's, 64 for cpu, 128 for lite, whole for full)")
-    time_code: bool = _f(True, "per-frame style code so the network can explain frame-specific appearance")
+    time_code: bool | None = _f(None, "per-frame style code so the network can explain frame-specific appearance "
+                                "(default: the preset's: on for tiny and full, off for cpu and lite)")
     background_plate: bool = _f(True, "give the image generator the subject's background plate (background.png); "
                                 "--no-background-plate makes G_b learn the whole background")
     bg_shift: bool = _f(True, "translation augmentation on alternate steps: the whole sample moves and the background "

@@ -127,8 +127,27 @@ def _finished(run: Path, evaluate: bool) -> bool:
     return (run / "eval" / "metrics.json").is_file() if evaluate else (run / "checkpoints" / "last.ckpt").is_file()
 
 
+def _drop_no_ops(names: list[str], preset: str) -> list[str]:
+    """Leave out ablations that change nothing for ``preset`` (``no_adversarial`` where the preset already trains
+    without the adversarial term): they would train a copy of ``full``."""
+    from selfie_avatar.losses.registry import resolve_loss_weights
+    from selfie_avatar.training.presets import get_preset
+
+    base = dict(get_preset(preset).loss_weights)
+    full = resolve_loss_weights(base, overrides=ABLATIONS["full"])
+    kept = []
+    for name in names:
+        same = resolve_loss_weights(base, overrides=ABLATIONS[name]) == full and name not in ABLATION_OPTIONS
+        if same and name != "full":
+            log.warning("ablation %s is the same as full with preset %s (%s already off there); left out", name,
+                        preset, ", ".join(ABLATIONS[name]))
+            continue
+        kept.append(name)
+    return kept
+
+
 def _check_config(cfg: AblationConfig, train_options: dict | None) -> tuple[list[str], list[int], dict]:
-    names = _check_names(cfg.ablation)
+    names = _drop_no_ops(_check_names(cfg.ablation), cfg.preset)
     if cfg.seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {cfg.seeds}")
     if cfg.overwrite and cfg.skip_existing:

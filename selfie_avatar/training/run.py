@@ -67,6 +67,8 @@ def resolve_settings(cfg: TrainConfig) -> dict:
         "image_every": p.image_every,
         "r1_interval": p.r1_interval,
         "feature_window": p.feature_window if cfg.feature_window is None else (cfg.feature_window or None),
+        "loss_weights": dict(p.loss_weights),
+        "time_code": p.time_code if cfg.time_code is None else cfg.time_code,
         "model": p.model,
     }
 
@@ -110,8 +112,8 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     s = resolve_settings(cfg)
-    weights = resolve_loss_weights(overrides=cfg.loss)
-    model_cfg = dataclasses.replace(s["model"], use_time_code=cfg.time_code,
+    weights = resolve_loss_weights(s["loss_weights"], overrides=cfg.loss)
+    model_cfg = dataclasses.replace(s["model"], use_time_code=s["time_code"],
                                     use_background_plate=s["model"].use_background_plate and cfg.background_plate)
 
     worker = _is_worker_process()

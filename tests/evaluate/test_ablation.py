@@ -269,3 +269,10 @@ def test_compare_runs_needs_evaluated_runs(tmp_path):
         compare_runs([tmp_path])
     with pytest.raises(TypeError, match="list"):
         compare_runs(tmp_path)
+
+
+def test_an_ablation_that_changes_nothing_for_the_preset_is_left_out():
+    from selfie_avatar.evaluate.ablation import _drop_no_ops
+
+    assert "no_adversarial" not in _drop_no_ops(list(ABLATIONS), "cpu")  # cpu already trains without the GAN
+    assert _drop_no_ops(list(ABLATIONS), "tiny") == list(ABLATIONS)
