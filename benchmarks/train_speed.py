@@ -5,8 +5,10 @@
 Checks the other commit out into a git worktree (``outputs/benchmarks/worktree_<commit>``), then runs
 ``benchmarks/train_step.py`` of each checkout in turn, alternating ``--rounds`` times (so a machine that gets busier or
 quieter affects both alike), each in its own process with the checkout first on ``sys.path`` and this environment's
-packages. Reports per preset the median steps per second of each side and their ratio, and writes
-``outputs/benchmarks/train_speed.json``. Shared machines are noisy: read the ratio, not the absolute figures.
+packages. This checkout runs twice: its presets as they are, and with every loss on (the work the other commit's
+presets did, since the cpu and lite presets now leave the adversarial term out). Reports per preset the median steps
+per second of each side and the ratios, and writes ``outputs/benchmarks/train_speed.json``. Shared machines are
+noisy: read the ratios, not the absolute figures.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ def worktree(commit: str) -> Path:
     return path
 
 
-def run_side(tree: Path, presets: list[str], steps: int, out: Path) -> dict:
+def run_side(tree: Path, presets: list[str], steps: int, out: Path, all_losses: bool = False) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "WANDB_MODE": "disabled"}
     subprocess.run([sys.executable, str(tree / "benchmarks" / "train_step.py"), "--presets", *presets,
-                    "--steps", str(steps), "--out", str(out)], check=True, cwd=tree, env=env,
-                   stdout=subprocess.DEVNULL)
+                    "--steps", str(steps), "--out", str(out), *(["--all-losses"] if all_losses else [])],
+                   check=True, cwd=tree, env=env, stdout=subprocess.DEVNULL)
     return {r["preset"]: r for r in json.loads(out.read_text())["results"] if r["device"] == "cpu"}
 
 
@@ -47,11 +49,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=8)
     args = ap.parse_args()
-    sides = {"this": REPO, "other": worktree(args.against)}
+    # "this": the presets as they are (the cpu and lite presets train without the adversarial term);
+    # "this_all_losses": every loss on, the same work as the other commit's presets did.
+    sides = {"this": (REPO, False), "this_all_losses": (REPO, True), "other": (worktree(args.against), False)}
     runs: dict[str, dict[str, list[float]]] = {s: {p: [] for p in args.presets} for s in sides}
     for k in range(args.rounds):
-        for side, tree in sides.items():
-            res = run_side(tree, args.presets, args.steps, OUT / f"train_step_{side}.json")
+        for side, (tree, all_losses) in sides.items():
+            res = run_side(tree, args.presets, args.steps, OUT / f"train_step_{side}.json", all_losses)
             for p in args.presets:
                 runs[side][p].append(res[p]["steps_per_second"])
             print(f"round {k + 1}/{args.rounds} {side}: " + ", ".join(
@@ -59,10 +63,13 @@ def main() -> None:
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     report = {"this": commit, "other": args.against, "rounds": args.rounds, "steps_timed": args.steps, "presets": {}}
     for p in args.presets:
-        this, other = statistics.median(runs["this"][p]), statistics.median(runs["other"][p])
-        report["presets"][p] = {"this_steps_per_second": this, "other_steps_per_second": other,
-                                "speedup": this / other, "this_runs": runs["this"][p], "other_runs": runs["other"][p]}
-        print(f"{p}: {this:.3f} vs {other:.3f} steps/s -> {this / other:.2f}x")
+        med = {side: statistics.median(runs[side][p]) for side in sides}
+        report["presets"][p] = {**{f"{side}_steps_per_second": v for side, v in med.items()},
+                                "speedup": med["this"] / med["other"],
+                                "speedup_all_losses": med["this_all_losses"] / med["other"],
+                                **{f"{side}_runs": runs[side][p] for side in sides}}
+        print(f"{p}: {med['this']:.3f} (all losses {med['this_all_losses']:.3f}) vs {med['other']:.3f} steps/s -> "
+              f"{med['this'] / med['other']:.2f}x ({med['this_all_losses'] / med['other']:.2f}x with every loss on)")
     from selfie_avatar.utils.atomic import write_json_atomic
 
     write_json_atomic(OUT / "train_speed.json", report)

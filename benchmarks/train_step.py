@@ -41,7 +41,7 @@ class Synthetic(Dataset):
                 "frame_index": torch.tensor(i % 8)}
 
 
-def bench(preset: str, steps: int, accelerator: str) -> dict:
+def bench(preset: str, steps: int, accelerator: str, all_losses: bool = False) -> dict:
     import lightning as L
     from lightning.pytorch.callbacks import Callback
 
@@ -51,7 +51,9 @@ def bench(preset: str, steps: int, accelerator: str) -> dict:
 
     p = get_preset(preset)
     model = dataclasses.replace(p.model, num_frames=8, use_time_code=True)
-    module = AvatarModule(model=dataclasses.asdict(model), loss_weights=resolve_loss_weights(), lr_g=p.lr_g,
+    # The preset's own loss set (older checkouts have none: every loss on), or every loss with --all-losses.
+    weights = resolve_loss_weights() if all_losses else resolve_loss_weights(dict(getattr(p, "loss_weights", ())))
+    module = AvatarModule(model=dataclasses.asdict(model), loss_weights=weights, lr_g=p.lr_g,
                           lr_d=p.lr_d, freeze_after=10**9, r1_interval=p.r1_interval,
                           **({"feature_window": p.feature_window} if hasattr(p, "feature_window") else {}))
     if getattr(model, "use_background_plate", False):
@@ -86,7 +88,7 @@ def bench(preset: str, steps: int, accelerator: str) -> dict:
             "steps_timed": len(timed), "seconds_per_step": per_step, "steps_per_second": 1 / per_step,
             "images_per_second": p.batch_size / per_step,
             "peak_memory_mib": peak, "peak_memory_kind": "cuda_max_allocated" if accelerator == "gpu" else "process_max_rss",
-            "vgg_source": module.vgg_source}
+            "vgg_source": module.vgg_source, "loss_weights": weights}
 
 
 def main() -> None:
@@ -94,10 +96,12 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", default=["tiny", "cpu"])
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--out", default=str(REPO / "outputs" / "benchmarks" / "train_step.json"))
+    ap.add_argument("--all-losses", action="store_true", help="every loss on, whatever the preset switches off")
     args = ap.parse_args()
-    results = [bench(p, args.steps, "cpu") for p in args.presets]
+    results = [bench(p, args.steps, "cpu", args.all_losses) for p in args.presets]
     if torch.cuda.is_available():
-        results += [bench(p, args.steps, "gpu") for p in args.presets + (["full"] if "full" not in args.presets else [])]
+        results += [bench(p, args.steps, "gpu", args.all_losses)
+                    for p in args.presets + (["full"] if "full" not in args.presets else [])]
     report = {"machine": platform.machine(), "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
               "results": results}
     from selfie_avatar.utils.atomic import write_json_atomic
