@@ -6,7 +6,6 @@ another day or another machine, compare the same way as the ones just trained.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.evaluate.scoring import HIGHER_IS_BETTER
 from selfie_avatar.io.image import read_image
+from selfie_avatar.utils.atomic import read_json
 
 __all__ = ["HIGHER_IS_BETTER", "METRICS", "TABLE_COLUMNS", "compare_runs", "eval_samples", "load_run"]
 
@@ -23,15 +23,6 @@ __all__ = ["HIGHER_IS_BETTER", "METRICS", "TABLE_COLUMNS", "compare_runs", "eval
 METRICS = ("l1", "psnr", "ssim", "lpips", "identity", "fg_l1", "fg_psnr", "fg_ssim", "fg_lpips", "untrained_psnr")
 #: The columns worth a first look, in order.
 TABLE_COLUMNS = ("name", "losses_off", "seed", "step", "l1", "psnr", "ssim", "lpips", "fg_psnr", "untrained_psnr")
-
-
-def _read_json(path: Path, fix: str) -> dict:
-    if not path.is_file():
-        raise SelfieAvatarError(f"{path} is missing; {fix}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise SelfieAvatarError(f"{path} is not valid JSON ({exc}); {fix}") from exc
 
 
 def load_run(run_dir: str | Path, eval_dir: str = "eval") -> tuple[dict, dict]:
@@ -48,8 +39,8 @@ def load_run(run_dir: str | Path, eval_dir: str = "eval") -> tuple[dict, dict]:
         SelfieAvatarError: either file is missing or not JSON (the message names it and the command that writes it).
     """
     run = Path(run_dir)
-    config = _read_json(run / "config.json", "this is not a run folder written by `selfie-avatar train`")
-    metrics = _read_json(run / eval_dir / "metrics.json", f"run `selfie-avatar evaluate {run}` first")
+    config = read_json(run / "config.json", "this is not a run folder written by `selfie-avatar train`")
+    metrics = read_json(run / eval_dir / "metrics.json", f"run `selfie-avatar evaluate {run}` first")
     return config, metrics
 
 

@@ -119,15 +119,10 @@ def read_run_record(run_dir: str | Path) -> dict:
     Raises:
         SelfieAvatarError: not a run folder, or its config.json is not valid JSON.
     """
-    import json
+    from selfie_avatar.utils.atomic import read_json
 
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise SelfieAvatarError(f"{run_dir} is not a training run folder (no config.json); run `selfie-avatar train`")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise SelfieAvatarError(f"{path} is not valid JSON ({exc}); the run folder is damaged") from exc
+    return read_json(Path(run_dir) / "config.json",
+                     "this is not a training run folder written by `selfie-avatar train`, or it is damaged")
 
 
 def open_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu") -> TrainedRun:

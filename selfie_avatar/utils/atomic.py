@@ -45,6 +45,24 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n").encode())
 
 
+def read_json(path: str | os.PathLike, fix: str) -> Any:
+    """The JSON in ``path``, or one clear error naming the file and ``fix`` (what to do) when it is missing or
+    damaged, as a file written by :func:`write_json_atomic` and then cut short by a full disk would be.
+
+    Raises:
+        SelfieAvatarError: the file is missing or not valid JSON.
+    """
+    from selfie_avatar.errors import SelfieAvatarError
+
+    path = Path(path)
+    if not path.is_file():
+        raise SelfieAvatarError(f"{path} is missing; {fix}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SelfieAvatarError(f"{path} is not valid JSON ({exc}); {fix}") from exc
+
+
 def _json_default(obj: Any) -> Any:
     import numpy as np
 

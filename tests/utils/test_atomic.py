@@ -32,3 +32,18 @@ def test_atomic_path_keeps_the_old_file_on_failure(tmp_path):
             raise ValueError
     assert f.read_text().strip().startswith("{") and '"v": 1' in f.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_read_json_names_the_file_and_the_fix(tmp_path):
+    import pytest
+
+    from selfie_avatar.errors import SelfieAvatarError
+    from selfie_avatar.utils.atomic import read_json, write_json_atomic
+
+    write_json_atomic(tmp_path / "a.json", {"x": 1})
+    assert read_json(tmp_path / "a.json", "redo it") == {"x": 1}
+    with pytest.raises(SelfieAvatarError, match=r"b\.json is missing; redo it"):
+        read_json(tmp_path / "b.json", "redo it")
+    (tmp_path / "c.json").write_text('{"x": 1')  # cut short, as a full disk leaves it
+    with pytest.raises(SelfieAvatarError, match=r"c\.json is not valid JSON .*; redo it"):
+        read_json(tmp_path / "c.json", "redo it")
