@@ -1,4 +1,4 @@
-"""Figures that put runs side by side: held-out metrics as bars, an ablation grid's configurations with their seed
+"""Figures that put runs side by side: test-frame metrics as bars, an ablation grid's configurations with their seed
 error bars, and held-out crops in columns."""
 
 from __future__ import annotations
@@ -16,6 +16,28 @@ from selfie_avatar.viz.plots import to_uint8
 __all__ = ["ablation_figure", "metric_comparison_figure", "sample_crops_figure"]
 
 
+def _metric_axes(metrics: Sequence[str], count: int, width: float, height: float):
+    """A figure with one titled axis per metric (four per row), sized for ``count`` entries per axis."""
+    ncols = min(len(metrics), 4)
+    nrows = math.ceil(len(metrics) / ncols)
+    fig = Figure(figsize=(max(3.0, 0.55 * count + width) * ncols, height * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_axis_off()
+    for ax, metric in zip(axes.flat, metrics):
+        better = {True: "higher is better", False: "lower is better"}.get(HIGHER_IS_BETTER.get(metric), "")
+        ax.set_title(f"{metric} ({better})" if better else metric, fontsize=9)
+    return fig, list(zip(axes.flat, metrics))
+
+
+def _missing(ax, text: str, note: str | None) -> None:
+    """An axis that says why a metric has no values (its model file is missing, say)."""
+    ax.text(0.5, 0.5, text + (":\n" + textwrap.fill(str(note), 32) if note else ""), ha="center", va="center",
+            fontsize=8, transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def metric_comparison_figure(rows: Sequence[Mapping], metrics: Sequence[str] = ("l1", "psnr", "ssim", "lpips"),
                              label: str = "name") -> Figure:
     """One bar chart per metric, one bar per run; a metric no run has (LPIPS without its weights) shows why.
@@ -30,24 +52,14 @@ def metric_comparison_figure(rows: Sequence[Mapping], metrics: Sequence[str] = (
     if not metrics:
         raise ValueError("name at least one metric")
     names = [str(r.get(label)) for r in rows]
-    ncols = min(len(metrics), 4)
-    nrows = math.ceil(len(metrics) / ncols)
-    fig = Figure(figsize=(max(3.0, 0.55 * len(rows) + 1.2) * ncols, 2.9 * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax in axes.flat[len(metrics):]:
-        ax.set_axis_off()
+    fig, panels = _metric_axes(metrics, len(rows), 1.2, 2.9)
     colours = [f"C{k % 10}" for k in range(len(rows))]
-    for ax, metric in zip(axes.flat, metrics):
+    for ax, metric in panels:
         values = [r.get(metric) for r in rows]
-        better = {True: "higher is better", False: "lower is better"}.get(HIGHER_IS_BETTER.get(metric), "")
-        ax.set_title(f"{metric} ({better})" if better else metric, fontsize=9)
         if all(v is None for v in values):
             base = metric.removeprefix("fg_")  # fg_lpips shares lpips_note
-            note = next((r.get(f"{base}_note") for r in rows if r.get(f"{base}_note")), None)
-            text = f"{metric} unavailable" + (":\n" + textwrap.fill(str(note), 32) if note else "")
-            ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, transform=ax.transAxes)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            _missing(ax, f"{metric} unavailable",
+                     next((r.get(f"{base}_note") for r in rows if r.get(f"{base}_note")), None))
             continue
         heights = [np.nan if v is None else float(v) for v in values]
         ax.bar(range(len(rows)), heights, color=colours)
@@ -80,21 +92,11 @@ def ablation_figure(table: Mapping, metrics: Sequence[str] | None = None) -> Fig
     if not metrics:
         raise ValueError("name at least one metric")
     names = list(configs)
-    ncols = min(len(metrics), 4)
-    nrows = math.ceil(len(metrics) / ncols)
-    fig = Figure(figsize=(max(3.0, 0.55 * len(names) + 1.4) * ncols, 3.1 * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax in axes.flat[len(metrics):]:
-        ax.set_axis_off()
-    for ax, metric in zip(axes.flat, metrics):
-        better = {True: "higher is better", False: "lower is better"}.get(HIGHER_IS_BETTER.get(metric), "")
-        ax.set_title(f"{metric} ({better})" if better else metric, fontsize=9)
+    fig, panels = _metric_axes(metrics, len(names), 1.4, 3.1)
+    for ax, metric in panels:
         if metric not in table["metrics"]:
-            note = (table.get("notes") or {}).get(metric.removeprefix("fg_"))  # fg_lpips shares lpips' note
-            text = f"{metric} not computed" + (":\n" + textwrap.fill(str(note), 32) if note else "")
-            ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, transform=ax.transAxes)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            # fg_lpips shares lpips' note
+            _missing(ax, f"{metric} not computed", (table.get("notes") or {}).get(metric.removeprefix("fg_")))
             continue
         kind = ""
         for x, name in enumerate(names):
