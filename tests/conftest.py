@@ -26,3 +26,16 @@ def astronaut() -> np.ndarray:
     import skimage.data
 
     return skimage.data.astronaut()
+
+
+@pytest.fixture
+def isolated_weights(tmp_path, monkeypatch) -> Path:
+    """An empty weights folder that is the only place model files are looked for (no install folder, no cache)."""
+    from selfie_avatar.assets import registry
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setenv(registry.ENV_WEIGHTS, str(folder))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(registry, "default_install_dir", lambda: tmp_path / "none")
+    return folder

