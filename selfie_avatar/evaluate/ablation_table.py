@@ -23,6 +23,7 @@ import numpy as np
 
 from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.evaluate.compare import load_run, switched_off
+from selfie_avatar.evaluate.report import DIGITS
 from selfie_avatar.evaluate.scoring import HIGHER_IS_BETTER, METRIC_ORDER
 from selfie_avatar.evaluate.stats import frame_interval, seed_interval
 from selfie_avatar.utils.table import format_table
@@ -32,7 +33,6 @@ __all__ = ["DIFFERENCE_COLUMNS", "ablation_table", "format_ablation_table", "val
 #: Columns of the paired-difference rows (``table["difference_rows"]``).
 DIFFERENCE_COLUMNS = ("ablation", "metric", "difference", "95 % interval", "seed noise", "over", "verdict")
 BASELINE_ROW = "best trivial baseline"
-_DIGITS = {"l1": 4, "fg_l1": 4, "psnr": 2, "fg_psnr": 2}  # the rest: 3
 
 
 def value_columns(metrics) -> list[str]:
@@ -46,7 +46,7 @@ def _num(x) -> float | None:
 
 
 def _fmt(x: float | None, metric: str, sign: bool = False) -> str:
-    return "-" if x is None else f"{x:{'+' if sign else ''}.{_DIGITS.get(metric, 3)}f}"
+    return "-" if x is None else f"{x:{'+' if sign else ''}.{DIGITS.get(metric, 3)}f}"
 
 
 def _direction(metric: str) -> str:

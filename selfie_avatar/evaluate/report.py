@@ -66,8 +66,8 @@ def _cell(s: dict | None, digits: int) -> str:
 TITLES = {"l1": "L1", "psnr": "PSNR dB", "ssim": "SSIM", "lpips": "LPIPS", "identity": "identity",
           "fg_l1": "fg L1", "fg_psnr": "fg PSNR dB", "fg_ssim": "fg SSIM", "fg_lpips": "fg LPIPS"}
 #: Digits shown per metric.
-_DIGITS = {"l1": 4, "psnr": 2, "ssim": 3, "lpips": 3, "identity": 3, "fg_l1": 4, "fg_psnr": 2, "fg_ssim": 3,
-           "fg_lpips": 3}
+DIGITS = {"l1": 4, "psnr": 2, "ssim": 3, "lpips": 3, "identity": 3, "fg_l1": 4, "fg_psnr": 2, "fg_ssim": 3,
+          "fg_lpips": 3}
 
 
 def format_report(summary: dict[str, dict[str, dict]], margin: dict[str, dict], metrics: tuple[str, ...]) -> str:
@@ -84,7 +84,7 @@ def format_report(summary: dict[str, dict[str, dict]], margin: dict[str, dict], 
     for group in ([m for m in metrics if not m.startswith("fg_")], [m for m in metrics if m.startswith("fg_")]):
         if not group:
             continue
-        rows = [{"": LABELS.get(p, p), **{TITLES.get(m, m): _cell(summary[p].get(m), _DIGITS.get(m, 3))
+        rows = [{"": LABELS.get(p, p), **{TITLES.get(m, m): _cell(summary[p].get(m), DIGITS.get(m, 3))
                                           for m in group}} for p in order if p in summary]
         lines.append(format_table(rows, ["", *(TITLES.get(m, m) for m in group)]))
     lines.append("margin over the best trivial baseline (positive: the avatar is better; 95 % interval):")
@@ -93,6 +93,6 @@ def format_report(summary: dict[str, dict[str, dict]], margin: dict[str, dict], 
             g = margin[m]
             lo, hi = g["ci95"]
             verdict = "better" if g["better"] else ("worse" if hi < 0 else "not distinguishable")
-            lines.append(f"  {TITLES.get(m, m):<10} {g['improvement']:+.{_DIGITS.get(m, 3)}f} [{lo:+.{_DIGITS.get(m, 3)}f}, "
-                         f"{hi:+.{_DIGITS.get(m, 3)}f}] vs {LABELS[g['baseline']]}: {verdict}")
+            lines.append(f"  {TITLES.get(m, m):<10} {g['improvement']:+.{DIGITS.get(m, 3)}f} [{lo:+.{DIGITS.get(m, 3)}f}, "
+                         f"{hi:+.{DIGITS.get(m, 3)}f}] vs {LABELS[g['baseline']]}: {verdict}")
     return "\n".join(lines)
