@@ -67,6 +67,14 @@ class Snapshots:
         self.points.append({"minutes": elapsed / 60, "step": step, "checkpoint": str(path)})
 
 
+def _clip_name(subject: Path) -> str:
+    """The source video's name (a subject folder is often just called ``subject``)."""
+    try:
+        return Path(json.loads((subject / "meta.json").read_text())["source"]["path"]).stem
+    except (OSError, KeyError, TypeError, ValueError):
+        return subject.name
+
+
 def _prepare(video: str, size: int, out: Path) -> Path:
     from selfie_avatar.config import PrepareConfig
     from selfie_avatar.prepare.pipeline import prepare
@@ -134,7 +142,7 @@ def main() -> None:
     from selfie_avatar.utils.atomic import write_json_atomic
     from selfie_avatar.utils.device import resolve_device
 
-    name = Path(args.video or args.subject).stem
+    name = Path(args.video).stem if args.video else _clip_name(Path(args.subject))
     out = Path(args.out or REPO / "outputs" / "benchmarks" / f"quality_{args.preset}_{name}")
     out.mkdir(parents=True, exist_ok=True)
     subject_dir = _prepare(args.video, args.size, out) if args.video else Path(args.subject)
