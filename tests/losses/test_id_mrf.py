@@ -58,12 +58,12 @@ def test_identical_sets_are_the_minimum():
     same = id_mrf_layer(x.clone(), x)
     assert 0.0 <= same.item() < 1e-6
     # Small perturbations that keep every vector's nearest neighbour leave the loss at (numerically) 0: the
-    # loss is flat around a perfect match; larger ones raise it.
-    for seed, scale in [(4, 0.01), (5, 0.1), (6, 0.5), (7, 2.0)]:
-        other = id_mrf_layer(x + scale * _feats(2, 8, 30, seed), x)
-        assert other >= same
-        if scale >= 0.5:
-            assert other > same + 0.01
+    # loss is flat around a perfect match (a distance-like loss, L2 or 1 - cos, would not be); larger ones raise
+    # it, the more the larger.
+    small = [id_mrf_layer(x + scale * _feats(2, 8, 30, seed), x).item() for seed, scale in [(4, 0.01), (5, 0.1)]]
+    assert max(small) < 1e-4
+    large = [id_mrf_layer(x + scale * _feats(2, 8, 30, seed), x).item() for seed, scale in [(6, 0.5), (7, 2.0)]]
+    assert 0.05 < large[0] < large[1]
     # Generated vectors collapsed onto one real vector: about log(N), the worst case.
     collapsed = id_mrf_layer(x[:, :, :1].expand(-1, -1, 30).contiguous(), x)
     assert collapsed.item() == pytest.approx(math.log(30), rel=0.05)
