@@ -17,7 +17,6 @@ def test_one_full_preset_step_at_512_px(tmp_path):
     import lightning as L
     from torch.utils.data import DataLoader
 
-
     p = get_preset("full")
     model = dataclasses.replace(p.model, num_frames=4, use_time_code=True)
     assert model.size == 512
