@@ -15,13 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from selfie_avatar.evaluate.report import DIGITS, LABELS, TITLES  # noqa: E402
+from selfie_avatar.evaluate.report import LABELS, TITLES, format_margin, format_value, margin_verdict  # noqa: E402
 
 COLUMNS = ("psnr", "ssim", "lpips", "identity", "fg_psnr", "fg_lpips")
-
-
-def _cell(mean: float, ci: list[float], digits: int) -> str:
-    return f"{mean:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
 def table(report: dict) -> str:
@@ -33,14 +29,13 @@ def table(report: dict) -> str:
     lines = [head, "", "| | " + " | ".join(TITLES[m] for m in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     rows = {"avatar": last, **report["baselines"]}
     for name, row in rows.items():
-        lines.append(f"| {LABELS.get(name, name)} | "
-                     + " | ".join(_cell(row["mean"][m], row["ci95"][m], DIGITS[m]) for m in cols) + " |")
+        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(
+            format_value({"mean": row["mean"][m], "ci95": row["ci95"][m]}, m) for m in cols) + " |")
     cells = []
     for m in cols:
         g = last["margin"][m]
-        d = DIGITS[m]
-        text = f"{g['improvement']:+.{d}f} [{g['ci95'][0]:+.{d}f}, {g['ci95'][1]:+.{d}f}]"
-        bold = f"**{text}**" if g["ci95"][0] > 0 or g["ci95"][1] < 0 else text
+        text = format_margin(g, m)
+        bold = text if margin_verdict(g) == "not distinguishable" else f"**{text}**"
         cells.append(f"{bold} vs {g['baseline'].split('_')[0]}")
     lines.append("| avatar − best baseline | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -111,14 +111,13 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 
 def _margin_line(s: dict) -> str:
-    from selfie_avatar.evaluate.report import LABELS, TITLES
+    from selfie_avatar.evaluate.report import LABELS, TITLES, margin_verdict
 
     parts = []
     for metric, g in s["margin"].items():
         if metric.startswith("fg_") or metric == "l1":
             continue
-        verdict = "better" if g["better"] else ("worse" if g["ci95"][1] < 0 else "not distinguishable")
-        parts.append(f"{TITLES[metric]} {g['improvement']:+.3f} ({verdict}, vs {LABELS[g['baseline']]})")
+        parts.append(f"{TITLES[metric]} {g['improvement']:+.3f} ({margin_verdict(g)}, vs {LABELS[g['baseline']]})")
     return "; ".join(parts)
 
 

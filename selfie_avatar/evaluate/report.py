@@ -13,7 +13,7 @@ from selfie_avatar.evaluate.scoring import HIGHER_IS_BETTER
 from selfie_avatar.evaluate.stats import frame_interval, summarise
 from selfie_avatar.utils.table import format_table
 
-__all__ = ["margins", "summarise_scores", "format_report"]
+__all__ = ["format_margin", "format_report", "format_value", "margin_verdict", "margins", "summarise_scores"]
 
 #: Printed names of the predictors.
 LABELS = {"avatar": "avatar", "nearest_codes": "nearest-codes training frame", "mean_frame": "mean training frame",
@@ -55,11 +55,25 @@ def margins(avatar: dict[str, list[float]], baselines: dict[str, dict[str, list[
     return out
 
 
-def _cell(s: dict | None, digits: int) -> str:
+def format_value(s: dict | None, metric: str) -> str:
+    """``mean [low, high]`` of one summary (``{"mean", "ci95"}``) at the metric's digits; ``-`` where missing."""
     if s is None or s["mean"] is None or math.isnan(s["mean"]):
         return "-"
+    d = DIGITS.get(metric, 3)
     lo, hi = s["ci95"]
-    return f"{s['mean']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return f"{s['mean']:.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
+
+
+def margin_verdict(g: dict) -> str:
+    """``better``, ``worse`` or ``not distinguishable``: where one margin's interval (:func:`margins`) lies."""
+    return "better" if g["better"] else ("worse" if g["ci95"][1] < 0 else "not distinguishable")
+
+
+def format_margin(g: dict, metric: str) -> str:
+    """One margin (:func:`margins`) as ``+improvement [+low, +high]`` at the metric's digits."""
+    d = DIGITS.get(metric, 3)
+    lo, hi = g["ci95"]
+    return f"{g['improvement']:+.{d}f} [{lo:+.{d}f}, {hi:+.{d}f}]"
 
 
 #: Column titles.
@@ -84,15 +98,13 @@ def format_report(summary: dict[str, dict[str, dict]], margin: dict[str, dict], 
     for group in ([m for m in metrics if not m.startswith("fg_")], [m for m in metrics if m.startswith("fg_")]):
         if not group:
             continue
-        rows = [{"": LABELS.get(p, p), **{TITLES.get(m, m): _cell(summary[p].get(m), DIGITS.get(m, 3))
-                                          for m in group}} for p in order if p in summary]
+        rows = [{"": LABELS.get(p, p), **{TITLES.get(m, m): format_value(summary[p].get(m), m) for m in group}}
+                for p in order if p in summary]
         lines.append(format_table(rows, ["", *(TITLES.get(m, m) for m in group)]))
     lines.append("margin over the best trivial baseline (positive: the avatar is better; 95 % interval):")
     for m in metrics:
         if m in margin:
             g = margin[m]
-            lo, hi = g["ci95"]
-            verdict = "better" if g["better"] else ("worse" if hi < 0 else "not distinguishable")
-            lines.append(f"  {TITLES.get(m, m):<10} {g['improvement']:+.{DIGITS.get(m, 3)}f} [{lo:+.{DIGITS.get(m, 3)}f}, "
-                         f"{hi:+.{DIGITS.get(m, 3)}f}] vs {LABELS[g['baseline']]}: {verdict}")
+            lines.append(f"  {TITLES.get(m, m):<10} {format_margin(g, m)} vs {LABELS[g['baseline']]}: "
+                         f"{margin_verdict(g)}")
     return "\n".join(lines)

@@ -20,12 +20,12 @@ def _stat(mean, lo, hi):
 def test_table_shows_every_row_and_marks_only_a_margin_that_excludes_zero():
     table = _module().table
     point = {"step": 1025, **_stat(25.48, 24.28, 26.37),
-             "margin": {"psnr": {"baseline": "mean_frame", "improvement": 1.25, "ci95": [0.80, 1.77]}}}
+             "margin": {"psnr": {"baseline": "mean_frame", "improvement": 1.25, "ci95": [0.80, 1.77], "better": True}}}
     report = {"title": "cpu preset, clip at 128 px", "minutes": 10.0, "steps_per_second": 1.7, "test_frames": [1, 2],
               "points": [point], "baselines": {"mean_frame": _stat(24.23, 23.08, 25.03)}}
     out = table(report)
     assert "1025 steps" in out and "2 test frames" in out
     assert "| avatar | 25.48 [24.28, 26.37] |" in out and "| mean training frame | 24.23 [23.08, 25.03] |" in out
     assert "**+1.25 [+0.80, +1.77]** vs mean" in out
-    point["margin"]["psnr"]["ci95"] = [-0.10, 1.77]
+    point["margin"]["psnr"].update(ci95=[-0.10, 1.77], better=False)
     assert "| +1.25 [-0.10, +1.77] vs mean |" in table(report)
