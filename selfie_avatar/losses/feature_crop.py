@@ -4,7 +4,8 @@ The VGG trunk is most of a CPU training step (at 128 px, batch 4: about 1.1 s of
 ``benchmarks/train_step.py``). ID-MRF compares only the face, and the face is where fine detail matters most (eyes,
 teeth, wrinkles), so the ``cpu`` and ``lite`` presets run the feature losses on a window of half the frame's side
 centred on the face, jittered a little so its border moves: a quarter of the pixels, the same resolution. The ``full``
-preset (one GPU) uses the whole frame.
+preset (one GPU) uses the whole frame. The windows are cut with the background generator's own
+:func:`~selfie_avatar.models.background_generator.crop_windows`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["face_windows", "crop_windows_at"]
+__all__ = ["face_windows"]
 
 
 def face_windows(face_mask: Tensor, side: int, jitter: float = 0.125,
@@ -48,11 +49,3 @@ def face_windows(face_mask: Tensor, side: int, jitter: float = 0.125,
     corner[:, 0] = corner[:, 0].clamp(0, w - side)
     corner[:, 1] = corner[:, 1].clamp(0, h - side)
     return corner
-
-
-def crop_windows_at(x: Tensor, corners: Tensor, side: int) -> Tensor:
-    """Cut one ``side`` x ``side`` window per image at ``corners`` ((B, 2) long (x, y), inside the image)."""
-    if x.dim() != 4 or corners.shape != (x.shape[0], 2):
-        raise ValueError(f"x must be (B, C, H, W) and corners ({x.shape[0]}, 2), got {tuple(x.shape)} and "
-                         f"{tuple(corners.shape)}")
-    return torch.stack([x[i, :, y:y + side, xx:xx + side] for i, (xx, y) in enumerate(corners.tolist())])

@@ -27,9 +27,10 @@ from torch import nn
 from selfie_avatar.losses import cosine as _cosine
 from selfie_avatar.losses import id_mrf as _id_mrf
 from selfie_avatar.losses.adversarial import g_nonsaturating_loss
-from selfie_avatar.losses.feature_crop import crop_windows_at, face_windows
+from selfie_avatar.losses.feature_crop import face_windows
 from selfie_avatar.losses.reconstruction import foreground_reconstruction_loss
 from selfie_avatar.losses.vgg import VGGFeatures, VGGSource
+from selfie_avatar.models.background_generator import crop_windows
 
 LOSS_NAMES = ("adversarial", "reconstruction", "id_mrf", "cosine")
 VGG_LOSSES = ("id_mrf", "cosine")
@@ -234,7 +235,7 @@ class GeneratorLoss(nn.Module):
             region = face_mask if face_mask is not None else matte
             if self.feature_window is not None and self.feature_window < fake.shape[-1]:
                 corners = face_windows(region, self.feature_window, generator=generator)
-                fake, real, matte, region = (crop_windows_at(t, corners, self.feature_window)
+                fake, real, matte, region = (crop_windows(t, self.feature_window, corners)
                                              for t in (fake, real, matte, region))
             fake_feats = self.vgg(fake)
             with torch.no_grad():

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from selfie_avatar.losses import GeneratorLoss
-from selfie_avatar.losses.feature_crop import crop_windows_at, face_windows
+from selfie_avatar.losses.feature_crop import face_windows
+from selfie_avatar.models.background_generator import crop_windows
 
 
 def test_the_window_is_centred_on_the_face_and_stays_inside():
@@ -32,7 +33,7 @@ def test_the_feature_losses_see_exactly_the_face_window():
     g = torch.Generator().manual_seed(3)
     corners = face_windows(face, 32, generator=torch.Generator().manual_seed(3))
     _, terms = windowed(fake, real, matte, face, generator=g)
-    cut = [crop_windows_at(t, corners, 32) for t in (fake, real, matte, face)]
+    cut = [crop_windows(t, 32, corners) for t in (fake, real, matte, face)]
     g2 = torch.Generator().manual_seed(3)
     face_windows(face, 32, generator=g2)  # the same draws as inside the windowed loss, so ID-MRF samples alike
     _, expect = whole(*cut, generator=g2)
