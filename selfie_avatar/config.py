@@ -127,7 +127,8 @@ class TrainConfig:
     devices: int = _f(1, "devices per node; more than 1 uses Lightning's DDP strategy")
     num_nodes: int = _f(1, "nodes for multi-node DDP (Lightning)")
     strategy: str = _f("auto", "Lightning strategy (auto, ddp, ddp_spawn, ...)")
-    resume: bool = _f(False, "continue from OUT/checkpoints/last.ckpt (same step, same optimiser state)")
+    resume: bool = _f(False, "continue from OUT/checkpoints/last.ckpt (same step, same optimiser state), or from the "
+                               "newest whole checkpoint when that one is damaged")
     overwrite: bool = _f(False, "start afresh in an existing run folder")
     wandb_project: str = _f("selfie-avatar", "Weights & Biases project (WANDB_MODE=offline/disabled honoured)")
     wandb_group: str | None = _f(None, "Weights & Biases run group (e.g. one ablation grid)")

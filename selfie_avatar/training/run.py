@@ -5,6 +5,7 @@
                               VGG feature source, versions)
       checkpoints/last.ckpt   the latest state (atomic; --resume continues from it exactly)
       checkpoints/best.ckpt   the best by PSNR on the validation frames (never on the test frames)
+      checkpoints/*.prev.ckpt the state each of those replaced (--resume falls back to it when the newer is damaged)
       logs/metrics.csv        every logged value (always)
       wandb/                  Weights & Biases run files (offline unless logged in; WANDB_MODE is honoured)
       images/                 panels: real | generated | I_R | I_UV | mask
@@ -13,7 +14,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import time
@@ -103,6 +103,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     from lightning.pytorch.loggers import CSVLogger
 
     from selfie_avatar.losses import resolve_loss_weights
+    from selfie_avatar.training.checkpoint_io import SafeCheckpointIO, resume_checkpoint
     from selfie_avatar.training.data import SubjectDataModule
     from selfie_avatar.training.module import AvatarModule
 
@@ -117,16 +118,17 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
                                     use_background_plate=s["model"].use_background_plate and cfg.background_plate)
 
     worker = _is_worker_process()
+    resume_from = last
     if worker:
         pass  # DDP launches this function again in every worker: the launching process did the checks and writes
     elif cfg.resume:
-        if not last.is_file():
-            raise SelfieAvatarError(f"--resume: no checkpoint at {last}; start the run without --resume")
         _check_resumable(out, cfg, weights)
+        resume_from = resume_checkpoint(ckpt_dir)  # the newest whole checkpoint; damaged ones are named and set aside
     elif out.exists() and any(out.iterdir()) and not cfg.overwrite:
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or --overwrite to restart")
-    elif cfg.overwrite and last.exists():
-        last.unlink()
+    elif cfg.overwrite and ckpt_dir.is_dir():
+        for f in ckpt_dir.glob("*.ckpt*"):  # the old run's states, their previous copies and damaged leftovers
+            f.unlink()
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = SubjectDataModule(cfg.subject, size=model_cfg.size, batch_size=s["batch_size"],
@@ -184,12 +186,13 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         max_time=timedelta(minutes=s["max_minutes"]) if s["max_minutes"] else None,
         val_check_interval=s["val_every"], check_val_every_n_epoch=None, num_sanity_val_steps=0,
         logger=loggers, callbacks=[best, StopAtStep(), *(callbacks or [])], default_root_dir=str(out),
+        plugins=[SafeCheckpointIO()],  # keeps the previous checkpoint; a failed write leaves it intact
         enable_progress_bar=cfg.progress, log_every_n_steps=1, enable_model_summary=False,
     )
     keep_native_signal_handlers(trainer)
     t0 = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.resume else None, weights_only=True)
+        trainer.fit(module, datamodule=data, ckpt_path=str(resume_from) if cfg.resume else None, weights_only=True)
         # The final state, also when training stopped between validations. Every rank calls it (a collective);
         # Lightning writes from rank 0 only.
         trainer.save_checkpoint(last, weights_only=False)  # optimiser states included: --resume needs them
@@ -258,10 +261,10 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, str]]:
 
 
 def _check_resumable(out: Path, cfg: TrainConfig, weights: dict) -> None:
-    path = out / "config.json"
-    if not path.is_file():
-        raise SelfieAvatarError(f"--resume: {path} is missing; this folder was not written by `selfie-avatar train`")
-    old = json.loads(path.read_text())
+    from selfie_avatar.utils.atomic import read_json
+
+    old = read_json(out / "config.json", "--resume needs the run record `selfie-avatar train` writes; start again "
+                                         "with --overwrite")
     was = old.get("train_config", {})
     if was.get("preset") != cfg.preset:
         raise SelfieAvatarError(f"--resume: {out} was trained with preset {was.get('preset')!r}, not {cfg.preset!r}")

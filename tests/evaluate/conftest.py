@@ -1,4 +1,3 @@
-"""Fixtures shared with the training tests."""
+"""Fixtures shared with the reenact tests (train_subject and tiny_run come from the root conftest)."""
 
 from tests.reenact.conftest import driver_clip  # noqa: F401
-from tests.training.conftest import offline_wandb, tiny_run, train_subject  # noqa: F401

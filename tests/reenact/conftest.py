@@ -3,7 +3,6 @@
 import pytest
 
 from tests.conftest import SHARED_DATA
-from tests.training.conftest import offline_wandb, tiny_run, train_subject  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -1,3 +1,1 @@
-"""Fixtures shared with the training tests: a small prepared subject."""
-
-from tests.training.conftest import train_subject  # noqa: F401
+"""The sample tests use the root conftest's train_subject."""
