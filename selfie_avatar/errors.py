@@ -15,3 +15,7 @@ class NoFaceError(SelfieAvatarError):
 
 class AssetMissingError(SelfieAvatarError):
     """A model file (weights, landmarker, segmenter, licensed face model) is not available locally."""
+
+
+class SubjectError(SelfieAvatarError, ValueError):
+    """A subject folder is damaged or of another format (a ValueError too, as it was before it had its own class)."""

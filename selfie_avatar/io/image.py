@@ -21,7 +21,7 @@ import numpy as np
 from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.utils.atomic import write_bytes_atomic
 
-__all__ = ["read_image", "write_image", "read_png16", "write_png16"]
+__all__ = ["read_image", "write_image", "read_png16", "write_png16", "png_problem"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR_TYPE_FOR_CHANNELS = {1: 0, 2: 4, 3: 2}  # grey, grey+alpha, RGB
@@ -155,6 +155,48 @@ def read_png16(path: str | os.PathLike) -> np.ndarray:
         decoded = decoded[..., [2, 1, 0, 3][: decoded.shape[2]]]
     scale = 65535.0 if decoded.dtype == np.uint16 else 255.0
     return decoded.astype(np.float32) / np.float32(scale)
+
+
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the empty IEND chunk every complete PNG ends with
+
+
+def png_problem(path: str | os.PathLike, size: tuple[int, int] | None = None) -> str | None:
+    """What is wrong with a PNG file, judged from its first 24 and last 12 bytes only (no decoding), or None.
+
+    Catches what a crash, a full disk or a stray copy leaves: a missing or empty file, another format, a file cut
+    short (its IEND chunk is gone) and an image of the wrong size. It does not decode the pixels, so a file whose
+    compressed data is corrupt in the middle passes; reading it reports that later.
+
+    Args:
+        path: the file.
+        size: the expected (width, height), or None for any.
+
+    Returns:
+        None for a whole PNG, else a short reason such as ``"missing"`` or ``"cut short"``.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as error:
+        return f"unreadable ({error.strerror})"
+    try:
+        length = os.fstat(fd).st_size
+        head = os.pread(fd, 24, 0)
+        tail = os.pread(fd, 12, max(length - 12, 0))
+    finally:
+        os.close(fd)
+    if length == 0:
+        return "empty"
+    if head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return "not a PNG file"
+    if tail != _PNG_END:
+        return "cut short (no end marker)"
+    if size is not None:
+        w, h = struct.unpack(">II", head[16:24])
+        if (w, h) != tuple(size):
+            return f"{w}x{h} pixels, expected {size[0]}x{size[1]}"
+    return None
 
 
 def _read_bytes(path: Path) -> np.ndarray:
