@@ -141,13 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="One selfie video in, a real-time animatable head avatar out.",
     )
     parser.add_argument("--version", action="version", version=f"selfie-avatar {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and the native libraries' own log lines (MediaPipe, LiteRT)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, cfg_cls, fn) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter if cfg_cls is None else argparse.HelpFormatter)
         if cfg_cls is not None:
             add_config_arguments(p, cfg_cls)
+        # Also after the command name; SUPPRESS keeps a `-v` given before it.
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="debug logging, and the native libraries' own log lines (MediaPipe, LiteRT)")
         p.set_defaults(func=fn)
     w = sub.choices["weights"]
     w.add_argument("--fetch", action="store_true",

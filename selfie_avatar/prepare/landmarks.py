@@ -20,6 +20,7 @@ from selfie_avatar.assets import resolve_asset
 from selfie_avatar.face_model.names import NUM_BLENDSHAPES
 from selfie_avatar.face_model.topology import NUM_LANDMARKS
 from selfie_avatar.utils.log import get_logger
+from selfie_avatar.utils.native_log import quiet_native_logs
 
 log = get_logger("prepare.landmarks")
 
@@ -109,9 +110,10 @@ class MediaPipeLandmarker:
             ))
 
         self._video = video
-        self._landmarker = make(vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE)
-        # ROI search runs single images: feeding crops to the VIDEO-mode tracker would confuse its tracking.
-        self._roi_landmarker = make(vision.RunningMode.IMAGE) if search_rois else None
+        with quiet_native_logs("MediaPipe face landmarker"):
+            self._landmarker = make(vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE)
+            # ROI search runs single images: feeding crops to the VIDEO-mode tracker would confuse its tracking.
+            self._roi_landmarker = make(vision.RunningMode.IMAGE) if search_rois else None
         self._last_box: np.ndarray | None = None
         self._last_ts = -1
         self.roi_hits = 0

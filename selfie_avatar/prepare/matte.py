@@ -26,6 +26,7 @@ from scipy.special import ndtr
 from selfie_avatar.assets import resolve_asset
 from selfie_avatar.errors import AssetMissingError
 from selfie_avatar.utils.log import get_logger
+from selfie_avatar.utils.native_log import quiet_native_logs
 
 log = get_logger("prepare.matte")
 
@@ -63,8 +64,9 @@ class SelfieSegmenter:
         # Imported here so that the hull fallback works where the LiteRT runtime is not installed.
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interp = Interpreter(model_path=str(self.model_path), num_threads=int(num_threads))
-        self._interp.allocate_tensors()
+        with quiet_native_logs("LiteRT selfie segmenter"):
+            self._interp = Interpreter(model_path=str(self.model_path), num_threads=int(num_threads))
+            self._interp.allocate_tensors()
         inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ValueError(

@@ -190,6 +190,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         enable_progress_bar=cfg.progress, log_every_n_steps=1, enable_model_summary=False,
     )
     keep_native_signal_handlers(trainer)
+    _drop_lightning_advert()
     t0 = time.perf_counter()
     try:
         trainer.fit(module, datamodule=data, ckpt_path=str(resume_from) if cfg.resume else None, weights_only=True)
@@ -201,6 +202,18 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     val = trainer.callback_metrics.get("val/psnr")
     return TrainResult(out, int(module.step), time.perf_counter() - t0, None if val is None else float(val), last,
                        Path(best.best_model_path) if best.best_model_path else None, module.vgg_source)
+
+
+def _drop_lightning_advert() -> None:
+    """Lightning 2.6 prints a tip to install its cloud logger at every fit; it says nothing about the run."""
+    import logging
+
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(getattr(f, "_selfie_avatar", False) for f in logger.filters):
+        drop = logging.Filter()
+        drop.filter = lambda record: "litlogger" not in record.getMessage()  # type: ignore[method-assign]
+        drop._selfie_avatar = True  # type: ignore[attr-defined]
+        logger.addFilter(drop)
 
 
 def _finish_wandb(loggers) -> None:
