@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= outputs/demo
 
-.PHONY: demo test install benchmark strip-notebooks clean
+.PHONY: demo test install notebooks benchmark strip-notebooks clean
 
 install: $(STAMP)
 
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# JupyterLab on the notebooks (installed with the project: the `notebooks` extra, inside `dev`).
+notebooks: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/prepare.py

@@ -8,7 +8,7 @@ from typing import Callable
 
 from selfie_avatar import __version__
 from selfie_avatar.config import (AblationConfig, DemoConfig, EvaluateConfig, ExportConfig, LiveConfig, PrepareConfig,
-                                  ReenactConfig, SampleConfig, TrainConfig, TrainEncoderConfig, add_config_arguments, config_from_args)
+                                  ReenactConfig, SampleConfig, SlidersConfig, TrainConfig, TrainEncoderConfig, add_config_arguments, config_from_args)
 from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.utils.log import get_logger, setup_logging
 
@@ -50,6 +50,13 @@ def _cmd_live(args: argparse.Namespace) -> int:
     from selfie_avatar.reenact.live import live
 
     print(live(config_from_args(LiveConfig, args)).summary())
+    return 0
+
+
+def _cmd_sliders(args: argparse.Namespace) -> int:
+    from selfie_avatar.viz.slider_app import serve
+
+    serve(config_from_args(SlidersConfig, args))
     return 0
 
 
@@ -123,6 +130,8 @@ COMMANDS: dict[str, tuple[str, type | None, Callable[[argparse.Namespace], int]]
     "reenact": ("drive a trained avatar with another video's expressions and head motion", ReenactConfig,
                 _cmd_reenact),
     "live": ("the real-time loop: webcam or video in, avatar out, frames per second shown", LiveConfig, _cmd_live),
+    "sliders": ("serve the expression and pose sliders of a trained run as a local web app (Voila); Ctrl-C "
+                "stops it", SlidersConfig, _cmd_sliders),
     "export": ("export the real-time generator to ONNX (verified with onnxruntime)", ExportConfig, _cmd_export),
     "train-encoder": ("train the 3DMM encoder (pose and expression codes from a crop) on a subject folder",
                       TrainEncoderConfig, _cmd_train_encoder),
@@ -166,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     try:
+        if args.command != "weights":
+            from selfie_avatar.utils.threads import adapt_threads
+
+            adapt_threads()  # fewer torch threads when other processes hold cores (utils/threads.py says why)
         return args.func(args)
     except (SelfieAvatarError, FileExistsError, FileNotFoundError) as exc:
         print(f"selfie-avatar {args.command}: error: {exc}", file=sys.stderr)

@@ -258,6 +258,19 @@ class LiveConfig:
     progress: bool = _f(True, "print frames per second while writing")
 
 
+@dataclass
+class SlidersConfig:
+    """Settings of ``selfie-avatar sliders``: the expression and pose sliders as a local web app (Voila)."""
+
+    run_dir: str = _f("", "run folder written by `selfie-avatar train`", positional=True)
+    checkpoint: str = _f("best", "which checkpoint: best (PSNR on the validation frames) or last", choices=("best", "last"))
+    host: str = _f("127.0.0.1", "address to listen on; anything but 127.0.0.1/localhost lets other machines drive it")
+    port: int = _f(0, "port to listen on (0: a free one)")
+    browser: bool = _f(True, "open the app in a web browser where one exists")
+    mesh_view: bool = _f(True, "show the plotly 3D view of the posed mesh")
+    device: str = _f("auto", "torch device: auto, cpu, cuda or cuda:N")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # dataclass <-> argparse / JSON
 

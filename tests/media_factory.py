@@ -28,6 +28,7 @@ def make_clip(
     *,
     faststart: bool = True,
     crf: int = 10,
+    codec: str = "libx264",
 ) -> Path:
     """Encode RGB frames into an H.264 clip, optionally with non-square pixels, rotation metadata and audio.
 
@@ -43,6 +44,7 @@ def make_clip(
         faststart: for MP4/MOV put the index before the data, so that a truncated copy still opens and decodes
             its first part (without it, truncation loses the index and nothing decodes).
         crf: x264 quality (lower is better).
+        codec: ``libx264`` (H.264), or ``libvpx-vp9`` for a ``.webm`` (VP9; ``crf`` ignored).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -63,7 +65,8 @@ def make_clip(
     rate = Fraction(fps).limit_denominator(1001)
     options = {"movflags": "faststart"} if faststart and path.suffix.lower() in (".mp4", ".mov", ".m4v") else {}
     with av.open(str(path), "w", options=options) as container:
-        stream = container.add_stream("libx264", rate=rate, options={"preset": "ultrafast", "crf": str(crf)})
+        opts = {"preset": "ultrafast", "crf": str(crf)} if codec == "libx264" else {"deadline": "realtime"}
+        stream = container.add_stream(codec, rate=rate, options=opts)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         if sar is not None:
             ratio = Fraction(*sar) if isinstance(sar, tuple) else Fraction(sar).limit_denominator(1000)

@@ -28,6 +28,7 @@ from selfie_avatar.config import TrainConfig, config_to_dict
 from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.utils.atomic import write_json_atomic
 from selfie_avatar.utils.log import get_logger
+from selfie_avatar.utils.threads import ThreadGovernor
 
 log = get_logger("train")
 
@@ -172,13 +173,17 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     for lg in loggers:
         lg.log_hyperparams({"loss_weights": weights, "vgg_source": module.vgg_source, "preset": cfg.preset})
 
+    governor = ThreadGovernor()  # follows other processes' load during the run (utils/threads.py)
+
     class StopAtStep(Callback):
         def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+            governor.tick()
             if int(pl_module.step) >= s["max_steps"]:
                 trainer.should_stop = True
 
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/psnr", mode="max", save_top_k=1,
                            save_last=True, enable_version_counter=False)
+    _drop_lightning_advert()
     trainer = L.Trainer(
         accelerator=_accelerator(cfg.device), devices=cfg.devices, num_nodes=cfg.num_nodes,
         strategy=_strategy(cfg.strategy),
@@ -190,7 +195,6 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         enable_progress_bar=cfg.progress, log_every_n_steps=1, enable_model_summary=False,
     )
     keep_native_signal_handlers(trainer)
-    _drop_lightning_advert()
     t0 = time.perf_counter()
     try:
         trainer.fit(module, datamodule=data, ckpt_path=str(resume_from) if cfg.resume else None, weights_only=True)

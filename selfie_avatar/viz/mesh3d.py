@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["mesh_figure", "sample_vertex_colours"]
+__all__ = ["mesh_display_xyz", "mesh_figure", "sample_vertex_colours"]
 
 
 def _array(x) -> np.ndarray:
@@ -35,6 +35,12 @@ def sample_vertex_colours(image: np.ndarray, screen: np.ndarray) -> np.ndarray:
     x = np.clip(np.floor(np.nan_to_num(pts[:, 0])), 0, img.shape[1] - 1).astype(int)
     y = np.clip(np.floor(np.nan_to_num(pts[:, 1])), 0, img.shape[0] - 1).astype(int)
     return img[y, x]
+
+
+def mesh_display_xyz(vertices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Plotly's x, y, z of ``(V, 3)`` vertices: y up and z towards the viewer, a 180-degree turn (not a mirror)."""
+    v = _array(vertices).astype(np.float64)
+    return v[:, 0], -v[:, 1], -v[:, 2]
 
 
 def mesh_figure(vertices, faces, vertex_colours: np.ndarray | None = None, colour: str = "lightsteelblue",
@@ -68,7 +74,7 @@ def mesh_figure(vertices, faces, vertex_colours: np.ndarray | None = None, colou
         raise ValueError(f"faces index vertices 0..{len(v) - 1}, got {f.min()}..{f.max()}")
     if not np.isfinite(v).all():
         raise ValueError("vertices contain NaN or inf (a frame without a face?)")
-    x, y, z = v[:, 0], -v[:, 1], -v[:, 2]  # y up, z towards the viewer: a 180-degree turn, not a mirror
+    x, y, z = mesh_display_xyz(v)
     mesh = dict(x=x, y=y, z=z, i=f[:, 0], j=f[:, 1], k=f[:, 2], flatshading=False,
                 lighting=dict(ambient=0.5, diffuse=0.7, specular=0.15, roughness=0.6),
                 lightposition=dict(x=0, y=0, z=1e5), hoverinfo="skip", name="mesh")

@@ -11,11 +11,14 @@ the mouse.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from selfie_avatar.face_model import BLENDSHAPE_GROUPS
 from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
 from selfie_avatar.reenact.codes import HeadCodes, choose_rest_frame
+from selfie_avatar.viz.mesh3d import mesh_display_xyz
 from selfie_avatar.viz.sliders import SliderValues, slider_images
 
 POSE_RANGES = {"yaw": (-45.0, 45.0), "pitch": (-30.0, 30.0), "roll": (-30.0, 30.0), "zoom": (0.7, 1.3)}
@@ -78,6 +81,7 @@ class SliderPanel:
             for n in members:
                 s = w.FloatSlider(min=lo, max=hi, step=0.01, description=n, continuous_update=False,
                                   style={"description_width": "150px"}, layout=w.Layout(width="420px"))
+                s.add_class(f"sa-slider-{n}")  # CSS handles for the browser test and for user styling
                 self.sliders[n] = s
                 box.append(s)
             tabs.append((group, w.VBox(box)))
@@ -88,6 +92,7 @@ class SliderPanel:
             lo, hi = ranges[n]
             s = w.FloatSlider(min=lo, max=hi, step=0.01 if n == "zoom" else 0.5, description=n,
                               continuous_update=False)
+            s.add_class(f"sa-slider-{n}")
             self.sliders[n] = s
             pose.append(s)
         tab = w.Tab(children=[b for _, b in tabs] + [w.VBox(pose)])
@@ -100,17 +105,32 @@ class SliderPanel:
         self.snap_button = w.Button(description="snap to frame")
         self.reset_button.on_click(lambda _: self.reset())
         self.snap_button.on_click(lambda _: self.snap(int(self.frame_picker.value)))
-        self.image = w.Image(format="png")
-        self.render_image = w.Image(format="png")
+        # Shown at 256 px whatever the avatar's size (pixels are read back at their own size).
+        self.image = w.Image(format="png", layout=w.Layout(width="256px", height="256px"))
+        self.render_image = w.Image(format="png", layout=w.Layout(width="256px", height="256px"))
+        self.reset_button.add_class("sa-reset")
+        self.image.add_class("sa-avatar")
+        self.render_image.add_class("sa-render")
+        self.timing = w.Label(value="")  # the last update's render + generator time
+        self.timing.add_class("sa-timing")
         self.mesh = None
         views = [w.VBox([w.Label("avatar"), self.image]), w.VBox([w.Label("I_R"), self.render_image])]
         if mesh_view:
             import plotly.graph_objects as go
 
-            self.mesh = go.FigureWidget(layout=dict(width=360, height=360, margin=dict(l=0, r=0, t=0, b=0),
-                                                    scene=dict(aspectmode="data")))
+            from selfie_avatar.viz.mesh3d import mesh_figure
+
+            # Created with its trace: the front end (JupyterLab, Voila) draws the traces a FigureWidget starts with;
+            # later updates change that trace in place (replacing the trace list did not reach Voila's page).
+            first = slider_images(renderer, self.neutral, self.rest_scale)
+            fig = mesh_figure(first["vertices"], first["faces"], height=360)
+            fig.update_layout(width=360, margin=dict(l=0, r=0, t=0, b=0))
+            self.mesh = go.FigureWidget(fig)
+            self.mesh.add_class("sa-mesh")
             views.append(self.mesh)
-        self.widget = w.VBox([w.HBox(views), w.HBox([self.reset_button, self.frame_picker, self.snap_button]), tab])
+        self.tab = tab
+        self.widget = w.VBox([w.HBox(views), w.HBox([self.reset_button, self.frame_picker, self.snap_button,
+                                                     self.timing]), tab])
         for s in self.sliders.values():
             s.observe(self._on_change, names="value")
         self.last: dict = {}
@@ -148,15 +168,13 @@ class SliderPanel:
     def update(self) -> dict:
         """Recompute the images for the current values and show them."""
         # Slider widgets round to their step; the images follow what the sliders show.
+        t = time.perf_counter()
         self.last = slider_images(self.renderer, self.values(), self.rest_scale)
+        self.timing.value = f"render + generator: {(time.perf_counter() - t) * 1000:.0f} ms"
         self.image.value = _png(self.last["image"])
         self.render_image.value = _png(self.last["render"])
         if self.mesh is not None:
-            from selfie_avatar.viz.mesh3d import mesh_figure
-
-            fig = mesh_figure(self.last["vertices"], self.last["faces"])
-            with self.mesh.batch_update():
-                self.mesh.data = []
-                for trace in fig.data:
-                    self.mesh.add_trace(trace)
+            v = self.last["vertices"]
+            with self.mesh.batch_update():  # the faces never change: only the positions are sent
+                self.mesh.data[0].x, self.mesh.data[0].y, self.mesh.data[0].z = mesh_display_xyz(v)
         return self.last

@@ -7,7 +7,6 @@ from selfie_avatar.reenact.avatar_renderer import AvatarRenderer, to_uint8
 from selfie_avatar.reenact.codes import HeadCodes, choose_rest_frame
 from selfie_avatar.training.checkpoint import open_run
 from selfie_avatar.viz.sliders import SliderValues, set_code, slider_images
-from tests.training.conftest import tiny_run, train_subject  # noqa: F401  (session fixtures)
 
 # MediaPipe face-mesh vertices: the outer lip contour and the brows.
 LIPS = [61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409]
@@ -15,7 +14,7 @@ BROWS = [70, 63, 105, 66, 107, 336, 296, 334, 293, 300]
 
 
 @pytest.fixture(scope="module")
-def avatar(tiny_run):  # noqa: F811
+def avatar(tiny_run):
     run = open_run(tiny_run, "last")
     renderer = AvatarRenderer(run.avatar, run.subject.face_model(), run.subject.size)
     rest = choose_rest_frame(run.subject.tracking, run.subject.train_indices)
