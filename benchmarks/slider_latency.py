@@ -48,7 +48,7 @@ def measure(run: Path, moves: int, screenshot: Path | None) -> dict:
                         page.move("jawOpen", 0.6)
                         page.screenshot(screenshot)
                     page.click_tab("pose")
-                    yaw0 = float(page.wait(".sa-slider-yaw .widget-readout").text)
+                    yaw0 = page.readout("yaw")
                     for k in range(moves):
                         s, _, _ = page.move("yaw", round(yaw0 + (15 if k % 2 == 0 else 0)))
                         rows.append({"slider": "yaw", "page_s": s, "kernel_ms": _kernel_ms(page)})

@@ -25,6 +25,16 @@ return [img.src, c.toDataURL('image/png')];
 """
 
 
+_LOADED_SRC = """
+const img = document.querySelector(arguments[0]);
+return img && img.complete && img.naturalWidth ? img.src : null;
+"""
+
+
+def _number_text(text: str) -> str:
+    return text.strip().replace("\u2212", "-")  # the readout writes negative numbers with a minus sign
+
+
 def browser_binaries() -> tuple[str | None, str | None]:
     """Paths of chromium and chromedriver, or None each where missing."""
     return shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
@@ -98,10 +108,12 @@ class AppDriver:
         """Wait until an image's src differs from ``old_src``; return (seconds waited, its pixels)."""
         t = time.perf_counter()
         while time.perf_counter() - t < timeout:
-            src, px = self.pixels(css)
+            # Poll the src only (cheap); read the pixels once it changed and the new image has loaded.
+            src = self.driver.execute_script(_LOADED_SRC, css)
             if src and src != old_src:
-                return time.perf_counter() - t, px
-            time.sleep(0.005)
+                waited = time.perf_counter() - t
+                return waited, self.pixels(css)[1]
+            time.sleep(0.002)
         raise TimeoutError(f"{css} did not change within {timeout} s")
 
     def click_tab(self, title: str) -> None:
@@ -119,7 +131,7 @@ class AppDriver:
 
         readout = self._readout(slider, value)
         readout.send_keys(Keys.ENTER)
-        return readout.text
+        return _number_text(readout.text)
 
     def move(self, slider: str, value: float, image: str = "img.sa-avatar") -> tuple[float, np.ndarray, str]:
         """Move a slider and wait for ``image`` to change: (seconds from the Enter key press that sends the change
@@ -130,8 +142,13 @@ class AppDriver:
         readout = self._readout(slider, value)
         t = time.perf_counter()
         readout.send_keys(Keys.ENTER)
-        _, px = self.changed(image, old)
-        return time.perf_counter() - t, px, readout.text
+        sent = time.perf_counter() - t
+        waited, px = self.changed(image, old)
+        return sent + waited, px, _number_text(readout.text)
+
+    def readout(self, slider: str) -> float:
+        """The value a slider's readout shows."""
+        return float(_number_text(self.wait(f".sa-slider-{slider} .widget-readout", 30).text))
 
     def _readout(self, slider: str, value: float):
         from selenium.webdriver.common.keys import Keys
