@@ -7,7 +7,7 @@ import sys
 from typing import Callable
 
 from selfie_avatar import __version__
-from selfie_avatar.config import (AblationConfig, DemoConfig, EvaluateConfig, ExportConfig, LiveConfig, PrepareConfig,
+from selfie_avatar.config import (PRESETS, AblationConfig, DemoConfig, EvaluateConfig, ExportConfig, LiveConfig, PrepareConfig,
                                   ReenactConfig, SampleConfig, SlidersConfig, TrainConfig, TrainEncoderConfig, add_config_arguments, config_from_args)
 from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.utils.log import get_logger, setup_logging
@@ -123,7 +123,7 @@ def _cmd_weights(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, tuple[str, type | None, Callable[[argparse.Namespace], int]]] = {
     "prepare": ("track a selfie video into a subject folder", PrepareConfig, _cmd_prepare),
-    "train": ("train an avatar on a subject folder (presets tiny, cpu, full; per-loss switches)", TrainConfig,
+    "train": (f"train an avatar on a subject folder (presets {', '.join(PRESETS)}; per-loss switches)", TrainConfig,
               _cmd_train),
     "evaluate": ("metrics of a trained run on its held-out frames (L1, PSNR, SSIM; LPIPS where available)",
                  EvaluateConfig, _cmd_evaluate),

@@ -22,6 +22,22 @@ def _f(default: Any, help: str, **meta: Any) -> Any:
     return field(default=default, metadata={"help": help, **meta})
 
 
+#: The training presets and what each is for: the one list the command-line choices and help texts come from.
+#: ``training/presets.py`` holds each one's settings (a test checks it defines exactly these).
+PRESETS: dict[str, str] = {
+    "tiny": "tests, seconds",
+    "cpu": "about 10 minutes on 2 CPU cores, 128 px",
+    "lite": "256 px with narrow channels: real time on a CPU, 20 minutes",
+    "full": "one GPU, 512 px",
+}
+
+
+def preset_help() -> str:
+    """``tiny (tests, seconds), cpu (...), lite (...) or full (...)``."""
+    items = [f"{k} ({v})" for k, v in PRESETS.items()]
+    return ", ".join(items[:-1]) + " or " + items[-1]
+
+
 @dataclass
 class PrepareConfig:
     """Settings of ``selfie-avatar prepare``: video in, subject folder out."""
@@ -81,8 +97,7 @@ class DemoConfig:
     seconds: float = _f(12.0, "length of the built-in sample clips")
     size: int = _f(256, "crop side used by prepare")
     max_frames: int | None = _f(None, "use at most this many frames")
-    preset: str = _f("cpu", "training preset (cpu: about 10 minutes on 2 CPU cores)",
-                     choices=("tiny", "cpu", "lite", "full"))
+    preset: str = _f("cpu", f"training preset: {preset_help()}", choices=tuple(PRESETS))
     max_minutes: float | None = _f(None, "training time limit (default: the preset's)")
     max_steps: int | None = _f(None, "training step limit (default: the preset's)")
     device: str = _f("auto", "torch device: auto, cpu, cuda or cuda:N")
@@ -99,8 +114,7 @@ class TrainConfig:
 
     subject: str = _f("", "subject folder written by `selfie-avatar prepare`", positional=True)
     out: str = _f("", "run folder (config, checkpoints, logs, image panels)", required=True)
-    preset: str = _f("cpu", "tiny (tests), cpu (about 10 minutes on 2 cores), lite (256 px, real time on a CPU) "
-                     "or full (one GPU, 512 px)", choices=("tiny", "cpu", "lite", "full"))
+    preset: str = _f("cpu", f"training preset: {preset_help()}", choices=tuple(PRESETS))
     loss: list[str] = field(default_factory=list, metadata={
         "help": "loss switch/weight as NAME=WEIGHT, e.g. --loss id_mrf=0 --loss cosine=0.5 "
                 "(names: adversarial, reconstruction, id_mrf, cosine; the cpu and lite presets start with "
@@ -157,7 +171,7 @@ class AblationConfig:
 
     subject: str = _f("", "subject folder written by `selfie-avatar prepare`", positional=True)
     out: str = _f("", "grid folder (run folders OUT/ABLATION/seed_K inside)", required=True)
-    preset: str = _f("cpu", "training preset of every run", choices=("tiny", "cpu", "lite", "full"))
+    preset: str = _f("cpu", f"training preset of every run: {preset_help()}", choices=tuple(PRESETS))
     ablation: list[str] = field(default_factory=list, metadata={
         "help": "which ablations, in order (default: all: full, no_id_mrf, no_cosine, no_reconstruction, "
                 "no_adversarial, no_background_plate)"})

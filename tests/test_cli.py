@@ -65,3 +65,18 @@ def test_demo_runs_end_to_end_on_the_builtin_sample(tmp_path, capsys, monkeypatc
     for key in ("grid", "test_video", "baselines", "avatar_video", "side_by_side_video"):
         assert Path(summary["files"][key]).is_file(), key
     assert probe_video(summary["files"]["avatar_video"]).num_frames == probe_video(out / "driver.mp4").num_frames
+
+
+def test_the_presets_have_one_definition_and_every_help_names_them_all(capsys):
+    from selfie_avatar.config import PRESETS
+    from selfie_avatar.training.presets import get_preset
+
+    for name in PRESETS:
+        assert get_preset(name).model.size > 0
+    with pytest.raises(ValueError, match="tiny, cpu, lite, full"):
+        get_preset("huge")
+    for command in ("train", "ablate", "demo"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert all(f"{name} (" in text for name in PRESETS), (command, text)

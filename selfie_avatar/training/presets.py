@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from selfie_avatar.config import PRESETS as PRESET_HELP
 from selfie_avatar.models.config import ModelConfig
 
 
@@ -49,7 +50,7 @@ def get_preset(name: str) -> Preset:
     if name == "full":
         return Preset(ModelConfig.full(), batch_size=8, max_steps=200_000, max_minutes=None, lr_g=2e-3, lr_d=2e-3,
                       freeze_after=10_000, ema_decay=0.999, val_every=2000, image_every=1000, r1_interval=16)
-    raise ValueError(f"unknown preset {name!r}; choose tiny, cpu, lite or full")
+    raise ValueError(f"unknown preset {name!r}; choose {', '.join(PRESETS)}")
 
 
-PRESETS = ("tiny", "cpu", "lite", "full")
+PRESETS = tuple(PRESET_HELP)  # the names, in order, as config.PRESETS lists them
