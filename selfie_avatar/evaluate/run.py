@@ -30,6 +30,7 @@ from selfie_avatar.io.image import write_image
 from selfie_avatar.io.video_writer import VideoWriter
 from selfie_avatar.utils.atomic import write_json_atomic
 from selfie_avatar.utils.device import resolve_device
+from selfie_avatar.utils.images import to_uint8
 from selfie_avatar.utils.log import get_logger
 from selfie_avatar.utils.timing import calls_per_second
 
@@ -116,12 +117,12 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> EvaluateResult:
     write_image(out / "grid.png", _grid(real_all, fake_all))
     shown = _rows(len(test))
     base = tests.baselines.predict([test[k] for k in shown])
-    write_image(out / "baselines.png", _to_uint8(torch.cat(
+    write_image(out / "baselines.png", to_uint8(torch.cat(
         [torch.cat([real_all[k], fake_all[k], *(base[b][j] for b in BASELINES)], 2) for j, k in enumerate(shown)],
         1)))
     with VideoWriter(out / "test.mp4", subject.meta.get("fps", 25)) as w:
         for r, f in zip(real_all, fake_all):
-            w.write(_to_uint8(torch.cat([r, f], 2)))
+            w.write(to_uint8(torch.cat([r, f], 2)))
     split = subject.split
     report = {
         "run": str(run.resolve()), "checkpoint": str(ckpt), "checkpoint_name": name,
@@ -157,10 +158,6 @@ def _untrained(avatar, device):
                         avatar.plate)  # the plate is an input, not something it learned
 
 
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    return (x.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-
-
 def _rows(n: int, rows: int = 8) -> list[int]:
     """The test positions the pictures show: ``rows`` spread over the test frames."""
     return np.linspace(0, n - 1, min(rows, n)).round().astype(int).tolist()
@@ -174,4 +171,4 @@ def _grid(real: torch.Tensor, fake: torch.Tensor, rows: int = 8) -> np.ndarray:
         err = (fake[i] - real[i]).abs().mean(0, keepdim=True).mul(4).clamp(0, 1)
         heat = torch.cat([err, torch.zeros_like(err), torch.zeros_like(err)])
         lines.append(torch.cat([real[i], fake[i], heat], 2))
-    return _to_uint8(torch.cat(lines, 1))
+    return to_uint8(torch.cat(lines, 1))

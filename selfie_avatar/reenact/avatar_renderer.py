@@ -82,8 +82,3 @@ class AvatarRenderer(torch.nn.Module):
         geo = self.geometry(codes)
         out = self.avatar.render(geo["render"], geo["uv"], frame_index)
         return {"image": out["image"], "mask": out["mask"], **geo}
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8."""
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()

@@ -28,7 +28,8 @@ from selfie_avatar.io.video import iter_frames, probe_video
 from selfie_avatar.io.video_writer import VideoWriter
 from selfie_avatar.prepare.crop import CropBox, crop_frame
 from selfie_avatar.prepare.sequence import face_extent
-from selfie_avatar.reenact.avatar_renderer import AvatarRenderer, to_uint8
+from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
+from selfie_avatar.utils.images import SIGNED, to_uint8
 from selfie_avatar.reenact.codes import HeadCodes, choose_rest_frame, transfer
 from selfie_avatar.reenact.driver import first_face, predict_codes
 from selfie_avatar.reenact.inference import BakedAvatar, make_path
@@ -195,7 +196,7 @@ def live(cfg: LiveConfig) -> LiveResult:
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 t3 = time.perf_counter()
-                avatar = to_uint8(image)[0]
+                avatar = to_uint8(image, SIGNED)[0]
                 view = _compose(crop_frame(frame, box.with_size(avatar.shape[0])), avatar,
                                 n / max(time.perf_counter() - t_loop, 1e-6))
                 if show:

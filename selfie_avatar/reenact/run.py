@@ -29,7 +29,8 @@ from selfie_avatar.io.video import iter_frames, probe_video
 from selfie_avatar.io.video_writer import VideoWriter
 from selfie_avatar.prepare.crop import CropBox, paste_back
 from selfie_avatar.prepare.sequence import MISSING
-from selfie_avatar.reenact.avatar_renderer import AvatarRenderer, to_uint8
+from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
+from selfie_avatar.utils.images import SIGNED, to_uint8
 from selfie_avatar.reenact.codes import HeadCodes, choose_rest_frame, hold_missing, transfer
 from selfie_avatar.reenact.driver import encode_driver, track_driver
 from selfie_avatar.utils.atomic import write_json_atomic
@@ -144,7 +145,7 @@ def reenact(cfg: ReenactConfig) -> ReenactResult:
         for start in range(0, n, cfg.batch_size):
             idx = np.arange(start, min(start + cfg.batch_size, n))
             t = time.perf_counter()
-            images = to_uint8(renderer(out_codes[idx])["image"])
+            images = to_uint8(renderer(out_codes[idx])["image"], SIGNED)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t_gen += time.perf_counter() - t

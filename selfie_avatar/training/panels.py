@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from selfie_avatar.io.image import write_image
+from selfie_avatar.utils.images import to_uint8
 
 PANEL_COLUMNS = ("real", "generated", "I_R", "I_UV", "mask")
 
@@ -27,7 +28,7 @@ def panel_grid(batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor], row
     mask = out["mask"][:n].detach().float().clamp(0, 1).expand(-1, 3, -1, -1)
     cols = [rgb(batch["image"]), rgb(out["image"]), rgb(batch["render"]), uv_img, mask]
     grid = torch.cat([torch.cat(list(c), 1) for c in cols], 2)  # (3, n*S, 5*S)
-    return (grid.permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    return to_uint8(grid)
 
 
 def log_panels(module, batch, out, tag: str, step: int) -> Path | None:

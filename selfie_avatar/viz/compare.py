@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from selfie_avatar.evaluate.compare import HIGHER_IS_BETTER
-from selfie_avatar.viz.plots import to_uint8
+from selfie_avatar.viz.plots import as_rgb
 
 __all__ = ["ablation_figure", "metric_comparison_figure", "sample_crops_figure"]
 
@@ -144,7 +144,7 @@ def sample_crops_figure(samples: Mapping[str, Mapping[str, Sequence]], size: flo
     for i in range(count):
         images = [first["real"][i]] + [samples[r]["generated"][i] for r in runs]
         for j, (ax, im) in enumerate(zip(axes[i], images)):
-            ax.imshow(to_uint8(im), interpolation="nearest")
+            ax.imshow(as_rgb(im), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:

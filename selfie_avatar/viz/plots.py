@@ -14,13 +14,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from selfie_avatar.prepare.sequence import INTERPOLATED, MISSING
+from selfie_avatar.utils.images import to_uint8
 
-__all__ = ["to_uint8", "features_to_image", "uv_image", "mesh_overlay", "image_panels", "landmark_figure",
+__all__ = ["as_rgb", "features_to_image", "uv_image", "mesh_overlay", "image_panels", "landmark_figure",
            "tracking_error_figure", "series_figure", "expression_figure", "loss_curves_figure", "metric_series"]
 
 
-def to_uint8(image) -> np.ndarray:
-    """Any image the project handles -> ``(H, W, 3)`` uint8 RGB.
+def as_rgb(image) -> np.ndarray:
+    """Any image the project handles -> ``(H, W, 3)`` uint8 RGB, for showing it (``utils.images.to_uint8`` converts).
 
     Accepts numpy ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` (uint8, or floats in [0, 1]) and torch ``(C, H, W)`` or
     ``(1, C, H, W)`` floats in [0, 1] with C of 1 or 3.
@@ -42,9 +43,7 @@ def to_uint8(image) -> np.ndarray:
         a = np.repeat(a[..., None], 3, axis=2)
     if a.ndim != 3 or a.shape[2] != 3:
         raise ValueError(f"an image must be (H, W), (H, W, 1) or (H, W, 3), got {a.shape}")
-    if a.dtype == np.uint8:
-        return a
-    return (np.clip(np.nan_to_num(a.astype(np.float32)), 0, 1) * 255 + 0.5).astype(np.uint8)
+    return to_uint8(a)
 
 
 def features_to_image(features, channels: Sequence[int] = (0, 1, 2)) -> np.ndarray:
@@ -68,7 +67,7 @@ def features_to_image(features, channels: Sequence[int] = (0, 1, 2)) -> np.ndarr
     for k, c in enumerate(channels):
         lo, hi = np.percentile(x[c], [1, 99])
         out[..., k] = (x[c] - lo) / max(hi - lo, 1e-8)
-    return to_uint8(out)
+    return as_rgb(out)
 
 
 def uv_image(uv: np.ndarray) -> np.ndarray:
@@ -79,7 +78,7 @@ def uv_image(uv: np.ndarray) -> np.ndarray:
     rgb = np.zeros_like(uv)
     rgb[..., :2] = uv[..., :2]
     rgb[uv[..., 2] <= 0.5] = 0
-    return to_uint8(rgb)
+    return as_rgb(rgb)
 
 
 def mesh_overlay(frame: np.ndarray, render: np.ndarray, uv: np.ndarray, alpha: float = 0.7) -> np.ndarray:
@@ -90,7 +89,7 @@ def mesh_overlay(frame: np.ndarray, render: np.ndarray, uv: np.ndarray, alpha: f
         uv: ``(H, W, 3)`` ``I_UV`` (its third channel is the coverage mask).
         alpha: weight of the render.
     """
-    frame, render = to_uint8(frame), to_uint8(render)
+    frame, render = as_rgb(frame), as_rgb(render)
     if frame.shape != render.shape or np.shape(uv)[:2] != frame.shape[:2]:
         raise ValueError(f"frame {frame.shape}, render {render.shape} and uv {np.shape(uv)} must be the same size")
     if not 0 <= alpha <= 1:
@@ -107,7 +106,7 @@ def image_panels(images: Mapping[str, object] | Sequence, ncols: int | None = No
     """A grid of images with titles.
 
     Args:
-        images: ``{title: image}`` or a sequence of images (see :func:`to_uint8` for what an image may be).
+        images: ``{title: image}`` or a sequence of images (see :func:`as_rgb` for what an image may be).
         ncols: images per row (default: all in one row, at most 6).
         size: inches per panel (its width; the height follows the tallest image's aspect ratio).
         title: a title above the grid.
@@ -119,7 +118,7 @@ def image_panels(images: Mapping[str, object] | Sequence, ncols: int | None = No
     if ncols < 1:
         raise ValueError(f"ncols must be >= 1, got {ncols}")
     nrows = math.ceil(len(items) / ncols)
-    pictures = [to_uint8(im) for _, im in items]
+    pictures = [as_rgb(im) for _, im in items]
     aspect = max(p.shape[0] / p.shape[1] for p in pictures)  # panel height / width: wide panels get short rows
     fig = Figure(figsize=(size * ncols, size * aspect * nrows + 0.3 * nrows + (0.4 if title else 0)),
                  layout="constrained")
@@ -144,7 +143,7 @@ def landmark_figure(image, points: np.ndarray, size: float = 4.0, title: str | N
         points: ``(P, >=2)`` x, y in pixels; NaN rows (a frame without a face) are skipped.
         highlight: indices drawn larger and in another colour (e.g. the lips).
     """
-    img = to_uint8(image)
+    img = as_rgb(image)
     pts = np.asarray(points, np.float32)
     if pts.ndim != 2 or pts.shape[1] < 2:
         raise ValueError(f"points must be (P, 2) or (P, 3), got {pts.shape}")

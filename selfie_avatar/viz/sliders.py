@@ -20,9 +20,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from selfie_avatar.reenact.avatar_renderer import AvatarRenderer, to_uint8
+from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
 from selfie_avatar.reenact.codes import HeadCodes
 from selfie_avatar.render.rotation import euler_to_matrix, matrix_to_euler
+from selfie_avatar.utils.images import SIGNED, to_uint8
 
 
 @dataclass(frozen=True)
@@ -81,5 +82,5 @@ def slider_images(renderer: AvatarRenderer, values: SliderValues, rest_scale: fl
         the avatar's pixels (for a 3D view), ``faces`` (T, 3).
     """
     out = renderer(values_to_codes(values, rest_scale))
-    return {"image": to_uint8(out["image"])[0], "render": to_uint8(out["render"])[0],
+    return {"image": to_uint8(out["image"], SIGNED)[0], "render": to_uint8(out["render"], SIGNED)[0],
             "vertices": out["vertices"][0].cpu().numpy(), "faces": renderer.face_model.faces.cpu().numpy()}

@@ -8,7 +8,7 @@ import torch
 from selfie_avatar.prepare.sequence import MISSING
 from selfie_avatar.prepare.subject import Subject
 from selfie_avatar.render.camera import project
-from selfie_avatar.viz.plots import mesh_overlay, to_uint8, uv_image
+from selfie_avatar.viz.plots import as_rgb, mesh_overlay, uv_image
 
 __all__ = ["frame_panels", "subject_mesh", "pick_frames"]
 
@@ -41,7 +41,7 @@ def frame_panels(subject: Subject, index: int) -> dict[str, np.ndarray]:
         "I_R (render)": render,
         "mesh over frame": mesh_overlay(frame, render, uv),
         "I_UV (u red, v green)": uv_image(uv),
-        "matte": to_uint8(subject.matte(i)),
+        "matte": as_rgb(subject.matte(i)),
         "background plate": subject.background,
     }
 

@@ -71,7 +71,7 @@ def avatar_frames(avatar, subject, indices, device: str = "cpu") -> dict[str, li
     import torch
 
     from selfie_avatar.training.data import SubjectFrames
-    from selfie_avatar.viz.plots import to_uint8
+    from selfie_avatar.utils.images import SIGNED, to_uint8
 
     indices = list(indices)
     if not indices:
@@ -80,5 +80,4 @@ def avatar_frames(avatar, subject, indices, device: str = "cpu") -> dict[str, li
     batch = torch.utils.data.default_collate([data[k] for k in range(len(data))])
     with torch.no_grad():
         fake = avatar.render(batch["render"].to(device), batch["uv"].to(device))["image"].cpu()
-    return {"real": [to_uint8((x + 1) / 2) for x in batch["image"]],
-            "generated": [to_uint8((x + 1) / 2) for x in fake]}
+    return {"real": list(to_uint8(batch["image"], SIGNED)), "generated": list(to_uint8(fake, SIGNED))}

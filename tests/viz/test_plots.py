@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 
 from selfie_avatar.prepare.sequence import DETECTED, INTERPOLATED, MISSING
 from selfie_avatar.viz.plots import (expression_figure, features_to_image, image_panels, landmark_figure,
-                                     loss_curves_figure, mesh_overlay, metric_series, series_figure, to_uint8,
+                                     loss_curves_figure, mesh_overlay, metric_series, series_figure, as_rgb,
                                      tracking_error_figure, uv_image)
 
 
@@ -15,20 +15,20 @@ def _images(fig: Figure) -> list:
     return [im for ax in fig.axes for im in ax.get_images()]
 
 
-def test_to_uint8_accepts_the_project_image_kinds():
+def test_as_rgb_accepts_the_project_image_kinds():
     grey = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
-    out = to_uint8(grey)
+    out = as_rgb(grey)
     assert out.shape == (3, 4, 3) and out.dtype == np.uint8 and out[0, 0, 0] == 0 and out[-1, -1, 2] == 255
-    assert to_uint8(np.full((2, 2, 3), 7, np.uint8))[0, 0, 0] == 7
+    assert as_rgb(np.full((2, 2, 3), 7, np.uint8))[0, 0, 0] == 7
     t = torch.zeros(1, 3, 5, 6)
     t[:, 0] = 1
-    assert to_uint8(t).shape == (5, 6, 3) and to_uint8(t)[0, 0].tolist() == [255, 0, 0]
-    assert to_uint8(torch.ones(1, 4, 4)).shape == (4, 4, 3)
-    assert to_uint8(np.full((2, 2), 2.0))[0, 0, 0] == 255  # clipped, not wrapped
+    assert as_rgb(t).shape == (5, 6, 3) and as_rgb(t)[0, 0].tolist() == [255, 0, 0]
+    assert as_rgb(torch.ones(1, 4, 4)).shape == (4, 4, 3)
+    assert as_rgb(np.full((2, 2), 2.0))[0, 0, 0] == 255  # clipped, not wrapped
     with pytest.raises(ValueError, match="torch image"):
-        to_uint8(torch.zeros(2, 2, 3, 4, 4))
+        as_rgb(torch.zeros(2, 2, 3, 4, 4))
     with pytest.raises(ValueError, match="image must be"):
-        to_uint8(np.zeros((4, 4, 2)))
+        as_rgb(np.zeros((4, 4, 2)))
 
 
 def test_features_to_image_stretches_each_channel():

@@ -3,9 +3,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from selfie_avatar.reenact.avatar_renderer import AvatarRenderer, to_uint8
+from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
 from selfie_avatar.reenact.codes import HeadCodes, choose_rest_frame
 from selfie_avatar.training.checkpoint import open_run
+from selfie_avatar.utils.images import SIGNED, to_uint8
 from selfie_avatar.viz.sliders import SliderValues, set_code, slider_images
 
 # MediaPipe face-mesh vertices: the outer lip contour and the brows.
@@ -34,7 +35,7 @@ def _region_change(a, b, vertices, rows, pad=2):
 def test_neutral_values_reproduce_the_rest_frame(avatar):
     renderer, subject, codes, neutral = avatar
     out = slider_images(renderer, neutral, float(codes.scale[0]))
-    ref = to_uint8(renderer(codes)["image"])[0]
+    ref = to_uint8(renderer(codes)["image"], SIGNED)[0]
     assert np.abs(out["image"].astype(int) - ref.astype(int)).max() <= 2  # only the Euler round trip differs
     assert out["render"].shape == (renderer.size, renderer.size, 3) and out["vertices"].shape[1] == 3
 
