@@ -136,7 +136,7 @@ def main() -> None:
     from selfie_avatar.config import TrainConfig
     from selfie_avatar.evaluate.report import format_report, margins, summarise_scores
     from selfie_avatar.evaluate.test_set import TestSet
-    from selfie_avatar.prepare.subject import Subject
+    from selfie_avatar.tracking.subject import Subject
     from selfie_avatar.training.checkpoint import load_avatar
     from selfie_avatar.training.run import train
     from selfie_avatar.utils.atomic import write_json_atomic

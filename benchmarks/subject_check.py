@@ -23,7 +23,7 @@ import numpy as np
 from machine import cpu_name  # benchmarks/machine.py (the script's folder is on sys.path)
 from selfie_avatar.config import PrepareConfig
 from selfie_avatar.prepare.pipeline import prepare
-from selfie_avatar.prepare.subject import FRAME_DIRS, Subject, frame_name
+from selfie_avatar.tracking.subject import FRAME_DIRS, Subject, frame_name
 from selfie_avatar.utils.atomic import write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]

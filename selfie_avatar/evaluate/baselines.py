@@ -60,7 +60,7 @@ class TrivialBaselines:
     """Predictions of the trivial baselines for test frames, at the evaluation size.
 
     Args:
-        subject: the :class:`~selfie_avatar.prepare.subject.Subject`.
+        subject: the :class:`~selfie_avatar.tracking.subject.Subject`.
         size: evaluation side (the avatar's output size; frames are resized as for training).
         train: training frame indices (default: the subject's).
         progress: a progress bar while the training frames are averaged.

@@ -55,7 +55,7 @@ def reenactment_identity(avatar_frames: list[np.ndarray], driver_frames: list[np
     Args:
         avatar_frames: avatar crops, (S, S, 3) uint8 RGB each.
         driver_frames: the driving frames they were made from, (H, W, 3) uint8 RGB each, same order.
-        subject: the :class:`~selfie_avatar.prepare.subject.Subject` the avatar was trained on.
+        subject: the :class:`~selfie_avatar.tracking.subject.Subject` the avatar was trained on.
         count: training frames averaged into the subject's descriptor.
         landmarker_path: ``face_landmarker.task`` (default: resolved from the weights folders).
         device: where the descriptor network runs.

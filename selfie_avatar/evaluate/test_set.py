@@ -26,7 +26,7 @@ class TestSet:
     """The test frames of ``subject`` at ``size``.
 
     Args:
-        subject: the :class:`~selfie_avatar.prepare.subject.Subject`.
+        subject: the :class:`~selfie_avatar.tracking.subject.Subject`.
         size: evaluation side (the avatar's output size).
         device: where predictors and metrics run.
         batch_size: frames per batch.

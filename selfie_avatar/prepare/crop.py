@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from selfie_avatar.prepare.sequence import face_extent
+from selfie_avatar.tracking.status import face_extent
 
 
 @dataclass(frozen=True)

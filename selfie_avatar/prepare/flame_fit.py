@@ -28,7 +28,7 @@ import torch
 from selfie_avatar.face_model.flame import FLAME
 from selfie_avatar.face_model.flame_face_model import FlameFaceModel
 from selfie_avatar.face_model.landmark_embedding import LandmarkEmbedding
-from selfie_avatar.prepare.sequence import DETECTED, MISSING, face_extent
+from selfie_avatar.tracking.status import DETECTED, MISSING, face_extent
 from selfie_avatar.prepare.flame_landmarks import FlameLandmarks
 from selfie_avatar.prepare.least_squares import levenberg_marquardt
 from selfie_avatar.prepare.tracking import TrackingResult, _smooth, tracking_result, umeyama

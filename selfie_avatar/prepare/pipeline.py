@@ -32,8 +32,8 @@ from selfie_avatar.prepare.background import BackgroundEstimator
 from selfie_avatar.prepare.crop import CropBox, crop_frame
 from selfie_avatar.prepare.matte import HULL_SOURCE, SEGMENTER_SOURCE, create_matter, hull_matte
 from selfie_avatar.prepare.preview import PreviewCollector
-from selfie_avatar.prepare.sequence import DETECTED, INTERPOLATED, MISSING, STATUS_NAMES
-from selfie_avatar.prepare.subject import FORMAT_NAME, FORMAT_VERSION, FRAME_DIRS, split_frames, write_frame_images
+from selfie_avatar.tracking.status import DETECTED, INTERPOLATED, MISSING, STATUS_NAMES
+from selfie_avatar.tracking.subject import FORMAT_NAME, FORMAT_VERSION, FRAME_DIRS, split_frames, write_frame_images
 from selfie_avatar.prepare.track_clip import StageTimer, track_clip
 from selfie_avatar.prepare.tracking import TrackingResult
 from selfie_avatar.render import MeshRenderer

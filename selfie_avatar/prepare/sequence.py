@@ -1,11 +1,8 @@
 """Per-frame detections -> a clean sequence: which frames have a face, which gaps are bridged, which are dropped.
 
-Status of each frame:
-
-    DETECTED      the detector found a usable face
-    INTERPOLATED  no usable face, but inside a gap of at most ``max_gap`` frames between two detected frames:
-                  landmarks, scores and rotation are interpolated linearly (rotation re-orthonormalised)
-    MISSING       no usable face and not bridged (long gap, or at the start/end): dropped from training
+Each frame gets a status (``tracking/status.py``): DETECTED; INTERPOLATED inside a gap of at most ``max_gap``
+frames between two detected frames (landmarks, scores and rotation interpolated linearly, rotation
+re-orthonormalised); MISSING otherwise, dropped from training.
 """
 
 from __future__ import annotations
@@ -16,9 +13,7 @@ import numpy as np
 
 from selfie_avatar.errors import NoFaceError
 from selfie_avatar.prepare.landmarks import Detection
-
-DETECTED, INTERPOLATED, MISSING = 0, 1, 2
-STATUS_NAMES = {DETECTED: "detected", INTERPOLATED: "interpolated", MISSING: "missing"}
+from selfie_avatar.tracking.status import DETECTED, INTERPOLATED, MISSING, STATUS_NAMES, face_extent  # noqa: F401
 
 
 @dataclass
@@ -47,12 +42,6 @@ class LandmarkSequence:
 
     def __len__(self) -> int:
         return len(self.status)
-
-
-def face_extent(points: np.ndarray) -> np.ndarray:
-    """Face size in pixels: the larger side of the 2D landmark box. (..., L, >=2) -> (...)."""
-    span = np.nanmax(points[..., :2], axis=-2) - np.nanmin(points[..., :2], axis=-2)
-    return span.max(-1)
 
 
 def build_sequence(detections: list[Detection], frame_size: tuple[int, int], num_landmarks: int,

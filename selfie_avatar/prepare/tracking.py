@@ -22,7 +22,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from selfie_avatar.face_model import BlendshapeFaceModel, FaceModel, NUM_BLENDSHAPES, NUM_MESH_VERTICES
-from selfie_avatar.prepare.sequence import DETECTED, INTERPOLATED, MISSING, face_extent, runs_of
+from selfie_avatar.prepare.sequence import runs_of
+from selfie_avatar.tracking.status import DETECTED, INTERPOLATED, MISSING, face_extent
 
 
 @dataclass

@@ -27,7 +27,7 @@ from selfie_avatar.errors import NoFaceError, SelfieAvatarError
 from selfie_avatar.io.video import iter_frames, probe_video
 from selfie_avatar.io.video_writer import VideoWriter
 from selfie_avatar.prepare.crop import CropBox, crop_frame
-from selfie_avatar.prepare.sequence import face_extent
+from selfie_avatar.tracking.status import face_extent
 from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
 from selfie_avatar.utils.images import SIGNED, to_uint8
 from selfie_avatar.reenact.codes import HeadCodes, choose_rest_frame, transfer

@@ -28,7 +28,7 @@ from selfie_avatar.io.prefetch import prefetch
 from selfie_avatar.io.video import iter_frames, probe_video
 from selfie_avatar.io.video_writer import VideoWriter
 from selfie_avatar.prepare.crop import CropBox, paste_back
-from selfie_avatar.prepare.sequence import MISSING
+from selfie_avatar.tracking.status import MISSING
 from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
 from selfie_avatar.utils.images import SIGNED, to_uint8
 from selfie_avatar.reenact.codes import HeadCodes, choose_rest_frame, hold_missing, transfer

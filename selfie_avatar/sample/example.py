@@ -69,7 +69,7 @@ def ensure_subject(out: str | Path, video: str | Path, size: int = 256, max_fram
         FileExistsError: ``out`` exists but is not a subject folder (nothing is overwritten).
     """
     from selfie_avatar.prepare.pipeline import prepare
-    from selfie_avatar.prepare.subject import Subject
+    from selfie_avatar.tracking.subject import Subject
 
     out = Path(out)
     if out.exists():

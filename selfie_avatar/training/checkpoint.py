@@ -110,7 +110,7 @@ class TrainedRun:
     record: dict
     checkpoint: Path
     avatar: LoadedAvatar
-    subject: object  # selfie_avatar.prepare.subject.Subject
+    subject: object  # selfie_avatar.tracking.subject.Subject
 
 
 def read_run_record(run_dir: str | Path) -> dict:
@@ -131,7 +131,7 @@ def open_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.
     Raises:
         SelfieAvatarError: not a run folder, no such checkpoint, or the subject folder is gone.
     """
-    from selfie_avatar.prepare.subject import Subject
+    from selfie_avatar.tracking.subject import Subject
 
     run = Path(run_dir)
     record = read_run_record(run)

@@ -20,7 +20,7 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from selfie_avatar.prepare.subject import Subject
+from selfie_avatar.tracking.subject import Subject
 
 
 class SubjectFrames(Dataset):

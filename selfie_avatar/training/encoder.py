@@ -215,7 +215,7 @@ def train_encoder(cfg: TrainEncoderConfig) -> EncoderTrainResult:
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
-    from selfie_avatar.prepare.subject import Subject
+    from selfie_avatar.tracking.subject import Subject
     from selfie_avatar.training.encoder_data import EncoderDataModule
     from selfie_avatar.training.encoder_report import heldout_report
     from selfie_avatar.training.run import keep_native_signal_handlers

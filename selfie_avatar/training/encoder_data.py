@@ -32,8 +32,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from selfie_avatar.face_model.names import NUM_BLENDSHAPES
-from selfie_avatar.prepare.sequence import MISSING
-from selfie_avatar.prepare.subject import Subject
+from selfie_avatar.tracking.status import MISSING
+from selfie_avatar.tracking.subject import Subject
 
 __all__ = ["load_codes", "EncoderFrames", "EncoderDataModule", "AugmentSettings", "augment_batch",
            "similarity_matrix"]

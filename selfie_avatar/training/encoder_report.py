@@ -140,7 +140,7 @@ def heldout_report(encoder: CodeEncoder, subject, train: dict[str, Tensor], face
 
     Args:
         encoder: the trained network (on ``device``).
-        subject: the :class:`~selfie_avatar.prepare.subject.Subject` it was trained on.
+        subject: the :class:`~selfie_avatar.tracking.subject.Subject` it was trained on.
         train: the training frames' :func:`~selfie_avatar.training.encoder_data.load_codes` dict.
         face_model: the subject's face model, on the CPU.
         size: the encoder's input side.

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from selfie_avatar.prepare.sequence import INTERPOLATED, MISSING
+from selfie_avatar.tracking.status import INTERPOLATED, MISSING
 from selfie_avatar.utils.images import to_uint8
 
 __all__ = ["as_rgb", "features_to_image", "uv_image", "mesh_overlay", "image_panels", "landmark_figure",

@@ -49,7 +49,7 @@ class SliderPanel:
 
     Args:
         renderer: the avatar renderer.
-        subject: the subject folder (:class:`~selfie_avatar.prepare.subject.Subject`), for the rest and training
+        subject: the subject folder (:class:`~selfie_avatar.tracking.subject.Subject`), for the rest and training
             frames' codes.
         mesh_view: add the plotly 3D mesh view (a ``FigureWidget``).
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from selfie_avatar.prepare.sequence import MISSING
-from selfie_avatar.prepare.subject import Subject
+from selfie_avatar.tracking.status import MISSING
+from selfie_avatar.tracking.subject import Subject
 from selfie_avatar.render.camera import project
 from selfie_avatar.viz.plots import as_rgb, mesh_overlay, uv_image
 

@@ -11,7 +11,7 @@ from selfie_avatar.config import EvaluateConfig
 from selfie_avatar.evaluate.baselines import TrivialBaselines, nearest_training_frames
 from selfie_avatar.evaluate.metrics import frame_metrics
 from selfie_avatar.evaluate.run import checkpoint_selection, evaluate
-from selfie_avatar.prepare.subject import Subject
+from selfie_avatar.tracking.subject import Subject
 
 
 def test_nearest_codes_finds_the_frame_with_the_same_codes():

@@ -6,7 +6,7 @@ import pytest
 from selfie_avatar.evaluate.reenact_identity import reenactment_identity, sample_positions
 from selfie_avatar.evaluate.scoring import identity_status
 from selfie_avatar.io.video import iter_frames
-from selfie_avatar.prepare.subject import Subject
+from selfie_avatar.tracking.subject import Subject
 
 needs_descriptor = pytest.mark.skipif(not identity_status()[0], reason=identity_status()[1])
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from selfie_avatar import cli
-from selfie_avatar.prepare.subject import Subject
+from selfie_avatar.tracking.subject import Subject
 from selfie_avatar.utils.native_log import NATIVE_LINE
 from tests.conftest import SHARED_DATA
 from tests.faults.conftest import digest

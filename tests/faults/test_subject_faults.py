@@ -9,7 +9,7 @@ import pytest
 
 from selfie_avatar import cli
 from selfie_avatar.errors import SubjectError
-from selfie_avatar.prepare.subject import Subject
+from selfie_avatar.tracking.subject import Subject
 from tests.faults.conftest import digest
 from tests.media_factory import write_garbage
 

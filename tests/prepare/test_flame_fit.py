@@ -17,7 +17,7 @@ from selfie_avatar.prepare.flame_fit import _Frames, fit_flame_tracking
 from selfie_avatar.prepare.flame_landmarks import FlameLandmarks, rotation_derivative
 from selfie_avatar.prepare.flame_setup import ENV_FLAME, resolve_flame_files
 from selfie_avatar.prepare.least_squares import autodiff_jacobians
-from selfie_avatar.prepare.sequence import INTERPOLATED, MISSING
+from selfie_avatar.tracking.status import INTERPOLATED, MISSING
 from selfie_avatar.render.camera import project
 from selfie_avatar.render.rotation import axis_angle_to_matrix
 from tests.flame_factory import (identity_mediapipe_embedding, mediapipe_flame_arrays, synthetic_flame_arrays,
@@ -169,7 +169,7 @@ def test_prepare_with_flame_end_to_end(sample_clip, tmp_path, monkeypatch):
     from selfie_avatar.cli import build_parser
     from selfie_avatar.config import config_from_args
     from selfie_avatar.prepare.pipeline import prepare
-    from selfie_avatar.prepare.subject import Subject
+    from selfie_avatar.tracking.subject import Subject
     from selfie_avatar.prepare.track_clip import track_clip
 
     first = track_clip(PrepareConfig(video=str(sample_clip), out="-", size=64, max_frames=2), progress=False)

@@ -10,7 +10,7 @@ import pytest
 from selfie_avatar.config import PrepareConfig
 from selfie_avatar.io.video import probe_video
 from selfie_avatar.prepare.pipeline import prepare
-from selfie_avatar.prepare.subject import FRAME_DIRS, Subject, frame_name
+from selfie_avatar.tracking.subject import FRAME_DIRS, Subject, frame_name
 
 EXPECTED_FILES = {"meta.json", "background.png", "tracking.npz", "face_model.npz", "preview.png", "tracking.mp4",
                   *FRAME_DIRS}

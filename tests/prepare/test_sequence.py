@@ -3,7 +3,8 @@ import pytest
 
 from selfie_avatar.errors import NoFaceError
 from selfie_avatar.prepare.landmarks import Detection, choose_face
-from selfie_avatar.prepare.sequence import DETECTED, INTERPOLATED, MISSING, build_sequence, runs_of
+from selfie_avatar.prepare.sequence import build_sequence, runs_of
+from selfie_avatar.tracking.status import DETECTED, INTERPOLATED, MISSING
 
 
 def _det(x, size=100.0):

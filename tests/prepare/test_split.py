@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from selfie_avatar.prepare.subject import Subject, split_frames
+from selfie_avatar.tracking.subject import Subject, split_frames
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 5, 24, 60, 1008])

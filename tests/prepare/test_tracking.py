@@ -5,7 +5,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from selfie_avatar.face_model import NUM_BLENDSHAPES, mediapipe_triangles
-from selfie_avatar.prepare.sequence import DETECTED, INTERPOLATED, MISSING
+from selfie_avatar.tracking.status import DETECTED, INTERPOLATED, MISSING
 from selfie_avatar.prepare.tracking import apply_pose, fit_tracking, umeyama
 
 

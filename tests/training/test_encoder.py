@@ -17,7 +17,7 @@ from selfie_avatar.cli import build_parser, main
 from selfie_avatar.config import TrainEncoderConfig, config_from_args
 from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.models.encoder import EncoderNetConfig
-from selfie_avatar.prepare.subject import Subject
+from selfie_avatar.tracking.subject import Subject
 from selfie_avatar.training.encoder import EncoderModule, load_encoder, train_encoder
 from selfie_avatar.training.encoder_data import (AugmentSettings, EncoderFrames, augment_batch, load_codes,
                                                  similarity_matrix, warp_images)

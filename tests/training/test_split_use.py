@@ -3,7 +3,7 @@
 import json
 
 from selfie_avatar.config import TrainConfig
-from selfie_avatar.prepare.subject import Subject
+from selfie_avatar.tracking.subject import Subject
 from selfie_avatar.training import data as data_module
 from selfie_avatar.training.run import train
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from selfie_avatar.prepare.sequence import DETECTED, INTERPOLATED, MISSING
+from selfie_avatar.tracking.status import DETECTED, INTERPOLATED, MISSING
 from selfie_avatar.viz.plots import (expression_figure, features_to_image, image_panels, landmark_figure,
                                      loss_curves_figure, mesh_overlay, metric_series, series_figure, as_rgb,
                                      tracking_error_figure, uv_image)
