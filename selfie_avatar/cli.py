@@ -11,6 +11,7 @@ from selfie_avatar.config import (PRESETS, AblationConfig, DemoConfig, EvaluateC
                                   ReenactConfig, SampleConfig, SlidersConfig, TrainConfig, TrainEncoderConfig, add_config_arguments, config_from_args)
 from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.utils.log import get_logger, setup_logging
+from selfie_avatar.utils.native_log import show_native_logs
 
 log = get_logger("cli")
 
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    show_native_logs(args.verbose)  # with --verbose the C++ libraries print as they do themselves
     try:
         if args.command != "weights":
             from selfie_avatar.utils.threads import adapt_threads

@@ -16,8 +16,8 @@ RANK = {
 }
 
 
-def imported_stages(path: Path, source: str | None = None) -> set[str]:
-    """The top-level stages of selfie_avatar that the module at ``path`` (or ``source`` placed there) imports."""
+def imported_modules(path: Path, source: str | None = None) -> set[str]:
+    """The selfie_avatar modules that the module at ``path`` (or ``source`` placed there) imports, by full name."""
     package = list(path.relative_to(PACKAGE).parts[:-1])  # where its relative imports start, as stage folders
     found = set()
     for node in ast.walk(ast.parse(path.read_text() if source is None else source)):
@@ -31,8 +31,13 @@ def imported_stages(path: Path, source: str | None = None) -> set[str]:
             modules = [base + node.module.split(".")] if node.module else [base + [a.name] for a in node.names]
         else:
             continue
-        found |= {m[1] for m in modules if len(m) > 1 and m[0] == "selfie_avatar"}
+        found |= {".".join(m) for m in modules if len(m) > 1 and m[0] == "selfie_avatar"}
     return found
+
+
+def imported_stages(path: Path, source: str | None = None) -> set[str]:
+    """The top-level stages of selfie_avatar that the module at ``path`` imports."""
+    return {m.split(".")[1] for m in imported_modules(path, source)}
 
 
 def test_no_module_imports_a_higher_stage():
@@ -58,3 +63,29 @@ def test_training_reads_the_tracked_head_without_the_video_pipeline():
     """Issue 13: training opens subject folders through ``tracking/``, never through ``prepare/``."""
     for path in (PACKAGE / "training").rglob("*.py"):
         assert "prepare" not in imported_stages(path), path.name
+
+
+def test_no_import_cycles_between_modules():
+    """Module-level imports form no cycle (imports inside functions, which break one at run time, count too)."""
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = ".".join(("selfie_avatar", *path.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
+        graph[name] = imported_modules(path)
+
+    def visit(node, stack, seen):
+        if node in stack:
+            return stack[stack.index(node):] + [node]
+        if node in seen:
+            return None
+        seen.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt in graph and not nxt.startswith(node + ".") and not node.startswith(nxt + "."):
+                cycle = visit(nxt, stack + [node], seen)
+                if cycle:
+                    return cycle
+        return None
+
+    seen: set = set()
+    for start in sorted(graph):
+        cycle = visit(start, [], seen)
+        assert not cycle, " -> ".join(cycle)

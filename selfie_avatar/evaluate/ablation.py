@@ -29,7 +29,7 @@ from pathlib import Path
 
 from selfie_avatar.config import AblationConfig, EvaluateConfig, TrainConfig
 from selfie_avatar.errors import SelfieAvatarError
-from selfie_avatar.evaluate.ablation_table import ablation_table, format_ablation_table
+from selfie_avatar.evaluate.ablation_table import LAYOUT, ablation_table, format_ablation_table, grid_runs
 from selfie_avatar.losses.registry import parse_loss_overrides
 from selfie_avatar.utils.atomic import write_json_atomic
 from selfie_avatar.utils.log import get_logger
@@ -51,7 +51,6 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
 #: Ablation name -> further ``TrainConfig`` fields it changes (an ablation of the architecture, not of a loss).
 ABLATION_OPTIONS: dict[str, dict] = {"no_background_plate": {"background_plate": False}}
 #: ``ablation.json``'s ``layout``: run folders OUT/<ablation>/seed_<k>/ (grids without it: OUT/<ablation>/).
-LAYOUT = "ablation/seed_k"
 
 _GRID_OWNED = {"subject", "out", "preset", "loss", "max_steps", "max_minutes", "seed", "device",
                "overwrite", "resume", "wandb_project", "wandb_group", "run_name", "progress"}
@@ -62,25 +61,6 @@ _SAME_BUDGET = ("subject", "preset", "max_steps", "max_minutes", "train_options"
 def run_folder(out: str | Path, name: str, seed: int) -> Path:
     """The run folder of one configuration and seed: ``OUT/<name>/seed_<seed>``."""
     return Path(out) / name / f"seed_{seed}"
-
-
-def grid_runs(out: str | Path) -> dict[str, dict[int, Path]]:
-    """The run folders of a grid, from its ``ablation.json``: ``{configuration: {seed: run folder}}``.
-
-    A grid written before seeds (``OUT/<name>/`` the run folder, one ``seed``) reads as that one seed. Folders are
-    taken relative to ``out``, so a grid that was moved still reads.
-
-    Raises:
-        SelfieAvatarError: ``out`` holds no ``ablation.json``.
-    """
-    path = Path(out) / "ablation.json"
-    if not path.is_file():
-        raise SelfieAvatarError(f"{path} is missing; {out} is not an ablation grid (`selfie-avatar ablate` writes it)")
-    grid = json.loads(path.read_text())
-    if grid.get("layout") == LAYOUT:
-        return {name: {int(seed): Path(out) / rel for seed, rel in seeds.items()}
-                for name, seeds in grid["runs"].items()}
-    return {name: {int(grid.get("seed", 0)): Path(out) / name} for name in grid.get("runs", {})}
 
 
 @dataclass

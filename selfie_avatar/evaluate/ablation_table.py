@@ -14,6 +14,7 @@ back the same way.
 
 from __future__ import annotations
 
+import json
 import math
 import textwrap
 from collections.abc import Mapping
@@ -174,13 +175,36 @@ def _note(paired: dict, seeds: int, missing: str | None) -> str:
     return "\n".join(lines)
 
 
+#: How ``selfie-avatar ablate`` lays out a grid folder: ``OUT/<ablation>/seed_<k>/`` (``ablation.json`` says so).
+LAYOUT = "ablation/seed_k"
+
+
+def grid_runs(out: str | Path) -> dict[str, dict[int, Path]]:
+    """The run folders of a grid, from its ``ablation.json``: ``{configuration: {seed: run folder}}``.
+
+    A grid written before seeds (``OUT/<name>/`` the run folder, one ``seed``) reads as that one seed. Folders are
+    taken relative to ``out``, so a grid that was moved still reads.
+
+    Raises:
+        SelfieAvatarError: ``out`` holds no ``ablation.json``.
+    """
+    path = Path(out) / "ablation.json"
+    if not path.is_file():
+        raise SelfieAvatarError(f"{path} is missing; {out} is not an ablation grid (`selfie-avatar ablate` writes it)")
+    grid = json.loads(path.read_text())
+    if grid.get("layout") == LAYOUT:
+        return {name: {int(seed): Path(out) / rel for seed, rel in seeds.items()}
+                for name, seeds in grid["runs"].items()}
+    return {name: {int(grid.get("seed", 0)): Path(out) / name} for name in grid.get("runs", {})}
+
+
 def ablation_table(runs: Mapping[str, Mapping[int, str | Path]] | str | Path, reference: str = "full",
                    eval_dir: str = "eval") -> dict:
     """Per configuration, every metric over its seeds; per ablation, the paired difference to ``reference``.
 
     Args:
         runs: ``{configuration: {seed: evaluated run folder}}`` (``run_ablation_grid(...).runs``), or a grid folder
-            (read with ``evaluate.ablation.grid_runs``; grids from before ``--seeds`` read as one seed).
+            (read with :func:`grid_runs`; grids from before ``--seeds`` read as one seed).
         reference: the configuration every other one is compared with.
         eval_dir: the evaluation folder inside each run.
 
@@ -200,8 +224,6 @@ def ablation_table(runs: Mapping[str, Mapping[int, str | Path]] | str | Path, re
             evaluated on other test frames; an ablation shares no seed with the reference.
     """
     if isinstance(runs, (str, Path)):
-        from selfie_avatar.evaluate.ablation import grid_runs  # the grid imports this module
-
         runs = grid_runs(runs)
     if not runs:
         raise ValueError("no runs to tabulate")

@@ -1,7 +1,9 @@
 """Face models: the ``FaceModel`` interface, the default blendshape model on the MediaPipe topology, and FLAME."""
 
 from selfie_avatar.face_model.base import FaceModel
-from selfie_avatar.face_model.blendshape import BlendshapeFaceModel, frontal_uv, load_face_model, save_face_model
+from selfie_avatar.face_model.blendshape import BlendshapeFaceModel
+from selfie_avatar.face_model.files import load_face_model, save_face_model
+from selfie_avatar.face_model.uv import frontal_uv
 from selfie_avatar.face_model.names import BLENDSHAPE_GROUPS, BLENDSHAPE_NAMES, NUM_BLENDSHAPES
 from selfie_avatar.face_model.topology import NUM_LANDMARKS, NUM_MESH_VERTICES, mediapipe_triangles
 from selfie_avatar.face_model.flame import FLAME, load_flame_arrays

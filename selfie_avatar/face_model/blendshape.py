@@ -12,13 +12,12 @@ zero when another person drives the model.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from selfie_avatar.face_model.base import FaceModel
 from selfie_avatar.face_model.names import BLENDSHAPE_NAMES, NUM_BLENDSHAPES
+from selfie_avatar.face_model.uv import frontal_uv
 
 
 class BlendshapeFaceModel(FaceModel):
@@ -168,38 +167,3 @@ def _rigid_projector(shape: np.ndarray, vertex_weights: np.ndarray | None) -> np
     T = T.reshape(V * 3, 7)
     Wd = np.repeat(w, 3)
     return T @ np.linalg.solve(T.T @ (Wd[:, None] * T), (Wd[:, None] * T).T)
-
-
-def frontal_uv(neutral: np.ndarray, margin: float = 0.04) -> np.ndarray:
-    """UV coordinates by frontal (orthographic) projection of the neutral shape into [margin, 1 - margin]^2.
-
-    The aspect ratio is kept, so texels are square; v grows downwards like image rows.
-    """
-    xy = np.asarray(neutral)[:, :2]
-    lo, hi = xy.min(0), xy.max(0)
-    centre, extent = (lo + hi) / 2, (hi - lo).max()
-    return ((xy - centre) / extent * (1 - 2 * margin) + 0.5).astype(np.float32)
-
-
-def save_face_model(model: FaceModel, path: str | Path) -> None:
-    from selfie_avatar.utils.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **model.to_arrays())
-
-
-def load_face_model(path: str | Path) -> FaceModel:
-    """Load a face model file written by :func:`save_face_model` (plain arrays only; no pickles).
-
-    The ``kind`` array says which class reads the rest (``blendshape`` or ``flame``).
-    """
-    with np.load(path, allow_pickle=False) as data:
-        kind = str(data["kind"])
-        if kind == BlendshapeFaceModel.name:
-            return BlendshapeFaceModel.from_arrays(data)
-        if kind == "flame":
-            from selfie_avatar.face_model.flame_face_model import FlameFaceModel  # imports this module
-
-            return FlameFaceModel.from_arrays(data)
-    raise ValueError(f"{path}: unknown face model kind {kind!r}")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from selfie_avatar.face_model.base import FaceModel
-from selfie_avatar.face_model.blendshape import frontal_uv
+from selfie_avatar.face_model.uv import frontal_uv
 from selfie_avatar.face_model.flame import FLAME, flame_to_model
 from selfie_avatar.face_model.landmark_embedding import LandmarkEmbedding
 

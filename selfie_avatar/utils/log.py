@@ -32,6 +32,3 @@ def setup_logging(verbose: bool = False) -> None:
         handler.setFormatter(logging.Formatter("[selfie-avatar] %(levelname)s %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    from selfie_avatar.utils.native_log import show_native_logs
-
-    show_native_logs(verbose)  # with --verbose the C++ libraries print as they do themselves

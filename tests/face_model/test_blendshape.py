@@ -4,7 +4,8 @@ import torch
 
 from selfie_avatar.face_model import (BLENDSHAPE_GROUPS, BLENDSHAPE_NAMES, BlendshapeFaceModel, load_face_model,
                                       mediapipe_triangles, save_face_model)
-from selfie_avatar.face_model.blendshape import _rigid_projector, frontal_uv
+from selfie_avatar.face_model.blendshape import _rigid_projector
+from selfie_avatar.face_model.uv import frontal_uv
 
 
 def test_triangles_cover_the_mesh():
