@@ -89,3 +89,14 @@ def test_no_import_cycles_between_modules():
     for start in sorted(graph):
         cycle = visit(start, [], seen)
         assert not cycle, " -> ".join(cycle)
+
+
+def test_no_private_name_is_imported_from_another_module():
+    """A name with a leading underscore stays in its file: shared helpers get a public name."""
+    bad = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and ((node.module or "").startswith("selfie_avatar") or node.level):
+                bad += [f"{path.relative_to(PACKAGE)}: {a.name}" for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not bad, bad

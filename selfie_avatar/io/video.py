@@ -185,13 +185,13 @@ def _video_stream(container, path: Path):
 
 def _first_frame_rotation(container, stream, path: Path) -> int:
     # PyAV 18 exposes the display matrix on decoded frames only, so decode one.
-    for frame in _decode_tolerant(container, stream, errors=[]):
+    for frame in decode_tolerant(container, stream, errors=[]):
         return _clockwise(frame.rotation)
     raise VideoError(f"{path}: no video frame could be decoded; the file is corrupt or truncated "
                      "(an interrupted copy or recording?). Copy or export it again")
 
 
-def _decode_tolerant(container, stream, errors: list) -> Iterator:
+def decode_tolerant(container, stream, errors: list) -> Iterator:
     """Decode ``stream``, skipping packets that fail and stopping (not raising) where the file ends early.
 
     Decode and demux errors are appended to ``errors`` so the caller can report them once.
@@ -275,7 +275,7 @@ def _stream_frames(info: VideoInfo, max_frames: int | None, progress: bool) -> I
         stream = _video_stream(container, info.path)
         # A count the container states is exact; one estimated from the duration gets some slack.
         slack = 0 if stream.frames else max(2, int(0.02 * (info.num_frames or 0)))
-        for frame in _decode_tolerant(container, stream, errors):
+        for frame in decode_tolerant(container, stream, errors):
             yield _to_display(frame, info)
             count += 1
             bar.update(1)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from selfie_avatar.errors import VideoError
-from selfie_avatar.io.video import _decode_tolerant
+from selfie_avatar.io.video import decode_tolerant
 from selfie_avatar.utils.atomic import atomic_path
 from selfie_avatar.utils.log import get_logger
 
@@ -223,7 +223,7 @@ class _AudioCopier:
 
     def _resampled(self) -> Iterator:
         errors: list = []
-        for frame in _decode_tolerant(self._input, self._in_stream, errors):
+        for frame in decode_tolerant(self._input, self._in_stream, errors):
             frame.pts = None  # timing comes from the sample count; source timestamps may start anywhere
             yield from self._resampler.resample(frame)
         yield from self._resampler.resample(None)

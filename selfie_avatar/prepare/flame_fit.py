@@ -31,7 +31,7 @@ from selfie_avatar.face_model.landmark_embedding import LandmarkEmbedding
 from selfie_avatar.tracking.status import DETECTED, MISSING, face_extent
 from selfie_avatar.prepare.flame_landmarks import FlameLandmarks
 from selfie_avatar.prepare.least_squares import levenberg_marquardt
-from selfie_avatar.prepare.tracking import TrackingResult, _smooth, tracking_result, umeyama
+from selfie_avatar.prepare.tracking import TrackingResult, smooth_series, tracking_result, umeyama
 from selfie_avatar.render.camera import project
 from selfie_avatar.render.rotation import axis_angle_to_matrix
 from selfie_avatar.utils.log import get_logger
@@ -243,10 +243,10 @@ def fit_flame_tracking(landmarks: np.ndarray, status: np.ndarray, flame: FLAME, 
     scale, trans, expr = np.ones(N), np.zeros((N, 3)), np.zeros((N, n + 3))
     rot[idx], scale[idx], trans[idx, :2] = rot_all, scale_all, trans_all
     expr[idx] = np.concatenate([expr_all, jaw_all], 1)
-    rot = _smooth(rot, valid, smooth_sigma)
+    rot = smooth_series(rot, valid, smooth_sigma)
     u, _, vt = np.linalg.svd(rot)
     rot = u @ vt
-    scale, trans, expr = (_smooth(x, valid, smooth_sigma) for x in (scale, trans, expr))
+    scale, trans, expr = (smooth_series(x, valid, smooth_sigma) for x in (scale, trans, expr))
     model = FlameFaceModel.from_flame(flame, embedding, shape.cpu(), n)
     fitted = np.zeros((F, model_lm.num_landmarks, 3))
     with torch.no_grad():

@@ -114,7 +114,8 @@ def _rigidity_weights(normalised: np.ndarray) -> np.ndarray:
     return 1.0 / (var + np.percentile(var, 10) + 1e-9)
 
 
-def _smooth(x: np.ndarray, valid: np.ndarray, sigma: float) -> np.ndarray:
+def smooth_series(x: np.ndarray, valid: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing over time (axis 0) inside each run of valid frames, never across a gap."""
     if sigma <= 0:
         return x
     out = x.copy()
@@ -178,12 +179,12 @@ def fit_tracking(landmarks: np.ndarray, scores: np.ndarray, status: np.ndarray, 
     scale, trans, expr = np.ones(N), np.zeros((N, 3)), np.zeros((N, E))
     rot[valid], scale[valid], trans[valid] = R, s, t
     expr[valid] = np.concatenate([S, coeffs], 1)
-    rot = _smooth(rot, valid, smooth_sigma)
+    rot = smooth_series(rot, valid, smooth_sigma)
     u, _, vt = np.linalg.svd(rot)
     rot = u @ vt
-    scale = _smooth(scale, valid, smooth_sigma)
-    trans = _smooth(trans, valid, smooth_sigma)
-    expr = _smooth(expr, valid, smooth_sigma)
+    scale = smooth_series(scale, valid, smooth_sigma)
+    trans = smooth_series(trans, valid, smooth_sigma)
+    expr = smooth_series(expr, valid, smooth_sigma)
     expr[:, :NUM_BLENDSHAPES] = expr[:, :NUM_BLENDSHAPES].clip(0, 1)
 
     fitted = apply_pose(_model_vertices(model, expr[:, :NUM_BLENDSHAPES], expr[:, NUM_BLENDSHAPES:]), scale, rot, trans)

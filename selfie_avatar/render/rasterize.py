@@ -77,10 +77,11 @@ def _check_inputs(verts: Tensor, faces: Tensor, image_size: tuple[int, int]) -> 
         raise ValueError(f"faces is on {faces.device} but verts on {verts.device}")
     if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= verts.shape[1]):
         raise ValueError(f"faces index vertices {int(faces.min())}..{int(faces.max())}; verts has {verts.shape[1]}")
-    return _check_image_size(image_size)
+    return check_image_size(image_size)
 
 
-def _check_image_size(image_size: tuple[int, int]) -> tuple[int, int]:
+def check_image_size(image_size: tuple[int, int]) -> tuple[int, int]:
+    """``image_size`` as (H, W) ints, or ValueError."""
     if len(image_size) != 2 or any(int(s) != s or s <= 0 for s in image_size):
         raise ValueError(f"image_size must be two positive ints (H, W), got {tuple(image_size)}")
     return int(image_size[0]), int(image_size[1])
@@ -91,7 +92,7 @@ def _ceil_pow2_exponent(n: Tensor) -> Tensor:
     return torch.frexp((n - 1).to(torch.float64)).exponent.to(torch.int64)
 
 
-def _divmod(x: Tensor, d: int) -> tuple[Tensor, Tensor]:
+def int_divmod(x: Tensor, d: int) -> tuple[Tensor, Tensor]:
     """(x // d, x % d) for non-negative int64 x; shifts when d is a power of two (int64 division is ~8x slower)."""
     if d & (d - 1) == 0:
         shift = d.bit_length() - 1
@@ -164,7 +165,7 @@ def _setup(verts: Tensor, faces: Tensor, H: int, W: int, cull_backfaces: bool) -
         first = torch.repeat_interleave(torch.cumsum(n_bands, 0) - n_bands, n_bands)
         shift = (torch.arange(src.numel(), device=ids.device) - first) * _BAND
     step_row = (dx * _SUBPIXEL)[:, src]
-    b = _divmod(ids, F)[0] if F else ids
+    b = int_divmod(ids, F)[0] if F else ids
     return {
         "width": (x1[ids] - x0 + 1)[src],
         "height": torch.clamp_max(height[src] - shift, _BAND),
@@ -273,7 +274,7 @@ def _face_planes(xy: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
     return torch.stack([c0, gx, gy], dim=1), origin.long()
 
 
-def _rasterize_packed(
+def rasterize_packed(
     verts: Tensor, faces: Tensor, H: int, W: int, cull_backfaces: bool, attrs: Tensor | None = None,
     bary: bool = True,
 ) -> tuple[Tensor, Tensor, list[Tensor]]:
@@ -289,8 +290,8 @@ def _rasterize_packed(
     if B * F >= 2**31:
         raise ValueError(f"batch x faces = {B * F} is too many for one call; split the batch")
     pix, idx = _zbuffer(_setup(verts, faces, H, W, cull_backfaces), B * H * W, W, verts.device)
-    rem = _divmod(pix, H * W)[1]
-    row, col = _divmod(rem, W)
+    rem = int_divmod(pix, H * W)[1]
+    row, col = int_divmod(rem, W)
 
     table = verts if attrs is None else torch.cat([verts, attrs.to(verts.dtype)], dim=-1)
     corners = table[:, faces].permute(3, 2, 0, 1).reshape(-1, 3, B * F)  # (3 + C, corner, b * F + f)
@@ -310,7 +311,7 @@ def _rasterize_packed(
     return pix, idx, out
 
 
-def _interpolate_packed(attrs: Tensor, faces: Tensor, b: Tensor, f: Tensor, bary: Tensor) -> Tensor:
+def interpolate_packed(attrs: Tensor, faces: Tensor, b: Tensor, f: Tensor, bary: Tensor) -> Tensor:
     """(C, M) attributes at covered pixels of batch item b and face f, from their barycentrics (3, M).
 
     ``attrs`` is (B, V, C) or shared (V, C); channel-major gathers keep every op on contiguous memory.
@@ -354,8 +355,8 @@ def rasterize(
     H, W = _check_inputs(verts, faces, image_size)
     B = verts.shape[0]
     n = B * H * W
-    pix, idx, (l1, l2, depth) = _rasterize_packed(verts, faces, H, W, cull_backfaces)
-    f = _divmod(idx, faces.shape[0])[1]
+    pix, idx, (l1, l2, depth) = rasterize_packed(verts, faces, H, W, cull_backfaces)
+    f = int_divmod(idx, faces.shape[0])[1]
     bary = torch.stack([1.0 - l1 - l2, l1, l2], dim=1)
     return Fragments(
         face_index=torch.full((n,), -1, dtype=torch.int64, device=verts.device).index_copy_(0, pix, f).view(B, H, W),
@@ -385,25 +386,26 @@ def interpolate(fragments: Fragments, faces: Tensor, attrs: Tensor) -> Tensor:
     B, H, W = fragments.face_index.shape
     if attrs.dim() not in (2, 3) or (attrs.dim() == 3 and attrs.shape[0] != B):
         raise ValueError(f"attrs must have shape ({B}, V, C) or (V, C), got {tuple(attrs.shape)}")
-    _check_attr_rows(attrs, faces)
-    pix, b, f, bary = _packed(fragments)
-    vals = _interpolate_packed(attrs, faces.long(), b, f, bary)
+    check_attr_rows(attrs, faces)
+    pix, b, f, bary = packed_fragments(fragments)
+    vals = interpolate_packed(attrs, faces.long(), b, f, bary)
     out = vals.new_zeros(B * H * W, attrs.shape[-1]).index_copy(0, pix, vals.t())
     return out.view(B, H, W, -1)
 
 
-def _check_attr_rows(attrs: Tensor, faces: Tensor) -> None:
+def check_attr_rows(attrs: Tensor, faces: Tensor) -> None:
+    """Raise ValueError unless ``faces`` is (F, 3) and indexes rows of ``attrs`` (..., V, C)."""
     if faces.dim() != 2 or faces.shape[-1] != 3:
         raise ValueError(f"faces must be a (F, 3) tensor, got {tuple(faces.shape)}")
     if faces.numel() and int(faces.max()) >= attrs.shape[-2]:
         raise ValueError(f"faces index vertex {int(faces.max())} but attrs has {attrs.shape[-2]} rows")
 
 
-def _packed(fragments: Fragments) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def packed_fragments(fragments: Fragments) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(pix, batch, face, bary (3, M)) of the covered pixels of ``fragments``."""
     B, H, W = fragments.face_index.shape
     pix = fragments.covered_pixels()
-    b = _divmod(pix, H * W)[0]
+    b = int_divmod(pix, H * W)[0]
     bary = fragments.bary.reshape(-1, 3).index_select(0, pix).t().contiguous()
     return pix, b, fragments.face_index.reshape(-1).index_select(0, pix), bary
 
@@ -423,7 +425,7 @@ class Rasterizer(nn.Module):
 
     def __init__(self, image_size: tuple[int, int], cull_backfaces: bool = False) -> None:
         super().__init__()
-        self.image_size = _check_image_size(image_size)
+        self.image_size = check_image_size(image_size)
         self.cull_backfaces = bool(cull_backfaces)
 
     def forward(self, verts: Tensor, faces: Tensor) -> Fragments:

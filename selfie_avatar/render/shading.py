@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .rasterize import (Fragments, _check_attr_rows, _check_image_size, _divmod, _interpolate_packed, _packed,
-                        _rasterize_packed)
+from .rasterize import (Fragments, check_attr_rows, check_image_size, int_divmod, interpolate_packed, packed_fragments,
+                        rasterize_packed)
 
 __all__ = ["vertex_normals", "shade", "render_uv", "MeshRenderer"]
 
@@ -69,7 +69,7 @@ def _to_image(pix: Tensor, channels: list[Tensor], B: int, H: int, W: int) -> Te
     differentiable w.r.t. the values, and avoids a full-image copy per channel.
     """
     C, HW = len(channels), H * W
-    base = pix if C == 1 else pix + _divmod(pix, HW)[0] * ((C - 1) * HW)
+    base = pix if C == 1 else pix + int_divmod(pix, HW)[0] * ((C - 1) * HW)
     out = channels[0].new_zeros(B * C * HW)
     for c, vals in enumerate(channels):
         out.index_copy_(0, base + c * HW if c else base, vals)
@@ -115,8 +115,8 @@ def shade(
     """
     light = _light_tensor(light_dir)
     B, H, W = fragments.face_index.shape
-    pix, b, f, bary = _packed(fragments)
-    normals = _interpolate_packed(vertex_normals(verts, faces), faces.long(), b, f, bary)
+    pix, b, f, bary = packed_fragments(fragments)
+    normals = interpolate_packed(vertex_normals(verts, faces), faces.long(), b, f, bary)
     grey = _lambert(normals, light, ambient, diffuse, albedo)
     return _to_image(pix, [grey, grey, grey], B, H, W)
 
@@ -144,10 +144,10 @@ def render_uv(fragments: Fragments, faces: Tensor, uv: Tensor) -> Tensor:
         - output: :math:`(B, 3, H, W)`
     """
     _check_uv(uv, fragments.face_index.shape[0])
-    _check_attr_rows(uv, faces)
+    check_attr_rows(uv, faces)
     B, H, W = fragments.face_index.shape
-    pix, b, f, bary = _packed(fragments)
-    uv_pix = _interpolate_packed(uv, faces.long(), b, f, bary)
+    pix, b, f, bary = packed_fragments(fragments)
+    uv_pix = interpolate_packed(uv, faces.long(), b, f, bary)
     return _to_image(pix, [uv_pix[0], uv_pix[1], torch.ones_like(uv_pix[0])], B, H, W)
 
 
@@ -203,7 +203,7 @@ class MeshRenderer(nn.Module):
             raise ValueError(
                 f"faces index vertices in [{int(faces.min())}, {int(faces.max())}] but uv has {uv.shape[0]} rows"
             )
-        self.image_size = _check_image_size(image_size)
+        self.image_size = check_image_size(image_size)
         self.register_buffer("faces", faces.long())
         self.register_buffer("uv", uv.float())
         self.register_buffer("light_dir", _light_tensor(light_dir))
@@ -219,7 +219,7 @@ class MeshRenderer(nn.Module):
         B, (H, W) = verts.shape[0], self.image_size
         # Normals and uv are interpolated in the same pass as depth.
         attrs = torch.cat([vertex_normals(verts, self.faces), self.uv.to(verts).expand(B, -1, -1)], dim=-1)
-        pix, _, (depth, nx, ny, nz, u, v) = _rasterize_packed(
+        pix, _, (depth, nx, ny, nz, u, v) = rasterize_packed(
             verts, self.faces, H, W, self.cull_backfaces, attrs, bary=False
         )
         grey = _lambert((nx, ny, nz), self.light_dir, self.ambient, self.diffuse, self.albedo)
