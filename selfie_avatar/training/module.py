@@ -102,7 +102,7 @@ class AvatarModule(LightningModule):
         """:func:`~selfie_avatar.assets.assets_record` of this run, computed once (checkpoints are saved often)."""
         if getattr(self, "_assets_record", None) is None:
             from selfie_avatar.assets import assets_record
-            from selfie_avatar.losses.vgg import VGG_KIND_ASSETS
+            from selfie_avatar.assets.vgg_weights import VGG_KIND_ASSETS
 
             # An explicit VGG file is recorded under the asset of the kind it was read as.
             src, path = self.gen_loss.vgg_source, self.hparams.get("vgg_weights")
