@@ -37,11 +37,12 @@ from selfie_avatar.tracking.subject import FORMAT_NAME, FORMAT_VERSION, FRAME_DI
 from selfie_avatar.prepare.track_clip import StageTimer, track_clip
 from selfie_avatar.prepare.tracking import TrackingResult
 from selfie_avatar.render import MeshRenderer
-from selfie_avatar.render.camera import project
 from selfie_avatar.render.rotation import matrix_to_euler
 from selfie_avatar.utils.atomic import atomic_dir, atomic_path, write_json_atomic
 from selfie_avatar.utils.device import resolve_device
 from selfie_avatar.utils.log import get_logger
+from selfie_avatar.tracking.codes import HeadCodes
+from selfie_avatar.tracking.pose import render_codes
 
 log = get_logger("prepare")
 
@@ -186,12 +187,7 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
 
 @torch.no_grad()
 def _render_batch(renderer: MeshRenderer, model, track: TrackingResult, idx: np.ndarray, device: torch.device):
-    expr = torch.from_numpy(track.expression[idx]).to(device)
-    rot = torch.from_numpy(track.rotation[idx]).to(device)
-    scale = torch.from_numpy(track.scale[idx]).to(device)
-    trans = torch.from_numpy(track.translation[idx]).to(device)
-    verts = model(expr)  # (B, V, 3) model space
-    out = renderer(project(verts, rot, scale, trans[:, :2]))  # the translation's z never changes what is in front
+    out = render_codes(renderer, model, HeadCodes.from_tracking(track, idx), device)
     valid = torch.from_numpy(track.status[idx] != MISSING).to(device)[:, None, None, None]
     render = (out["render"] * valid).permute(0, 2, 3, 1).mul(255).round().clamp(0, 255).byte().cpu().numpy()
     uv = (out["uv"] * valid).permute(0, 2, 3, 1).cpu().numpy()

@@ -1,25 +1,22 @@
 """Codes in, avatar frames out: the subject's face model posed by head codes, rendered to ``I_R`` and ``I_UV``
-exactly as prepare renders them, then the trained image generator.
-
-This is the one path from codes to pixels; ``reenact``, the live loop and the sliders all go through it.
+by ``tracking/pose.py``, the same path prepare renders the subject folder with, then the trained image generator.
+``reenact``, the live loop and the sliders all go through it.
 
     codes (HeadCodes, subject crop pixels)
-      -> face_model(expression)            (B, V, 3) model space
-      -> project(R, s * k, t * k)          (B, V, 3) screen space at the avatar's size (k = avatar / subject size)
-      -> MeshRenderer                      I_R (B, 3, S, S) quantised to 8 bits like the PNGs training read,
-                                           I_UV (B, 3, S, S)
+      -> codes.scaled(k)                   to the avatar's size (k = avatar / subject size)
+      -> tracking.pose.render_codes        posed vertices (B, V, 3); I_R (B, 3, S, S) quantised to 8 bits like the
+                                           PNGs training read; I_UV (B, 3, S, S)
       -> LoadedAvatar.render               image (B, 3, S, S) in [-1, 1]
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from selfie_avatar.face_model import FaceModel
-from selfie_avatar.reenact.codes import HeadCodes
 from selfie_avatar.render import MeshRenderer
-from selfie_avatar.render.camera import project
+from selfie_avatar.tracking.codes import HeadCodes
+from selfie_avatar.tracking.pose import render_codes
 
 
 class AvatarRenderer(torch.nn.Module):
@@ -58,18 +55,10 @@ class AvatarRenderer(torch.nn.Module):
     def geometry(self, codes: HeadCodes) -> dict[str, torch.Tensor]:
         """``render`` (B, 3, S, S) in [-1, 1], ``uv`` (B, 3, S, S) and the posed mesh ``vertices`` (B, V, 3) in
         screen space, for the codes, at the avatar's size."""
-        if codes.expression.shape[1] != self.face_model.num_expression:
-            raise ValueError(f"codes have {codes.expression.shape[1]} expression entries, the subject's face model "
-                             f"takes {self.face_model.num_expression}")
-        dev = self.device
-        c = codes.scaled(self.factor)
-        verts = self.face_model(torch.from_numpy(c.expression).to(dev))
-        screen = project(verts, torch.from_numpy(c.rotation).to(dev), torch.from_numpy(c.scale).to(dev),
-                         torch.from_numpy(c.translation).to(dev))
-        out = self.mesh(screen)
+        out = render_codes(self.mesh, self.face_model, codes.scaled(self.factor), self.device)
         # Training saw I_R through 8-bit PNGs; quantise the same way so the generator gets what it knows.
         render = out["render"].mul(255).round().div(127.5).sub(1)
-        return {"render": render, "uv": out["uv"], "vertices": screen}
+        return {"render": render, "uv": out["uv"], "vertices": out["vertices"]}
 
     @torch.no_grad()
     def forward(self, codes: HeadCodes, frame_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

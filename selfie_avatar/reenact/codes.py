@@ -1,11 +1,4 @@
-"""Head codes and how a driver's motion is put on the trained subject.
-
-A frame's codes, in the conventions of ``tracking.npz`` (crop pixels of a ``size`` x ``size`` crop):
-
-    rotation     (N, 3, 3)  head rotation, model -> camera
-    scale        (N,)       crop pixels per model unit
-    translation  (N, 2)     screen position of the model origin, crop pixels
-    expression   (N, E)     the 52 MediaPipe blendshape scores, then the subject's own PCA codes
+"""How a driver's motion is put on the trained subject (the codes themselves: ``tracking/codes.py``).
 
 The 52 scores are person-independent, so a driver's scores can drive the subject's rig directly (with a FLAME
 subject, the driver is fitted with the same FLAME model and all its expression and jaw codes are shared). Everything else
@@ -23,56 +16,14 @@ the driver's pose as it sits in its own crop; ``neutral='none'`` copies its scor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from selfie_avatar.face_model import NUM_BLENDSHAPES
 from selfie_avatar.render.rotation import matrix_to_euler
+from selfie_avatar.tracking.codes import HeadCodes
 
 POSE_MODES = ("relative", "absolute")
 NEUTRAL_MODES = ("first", "none")
-
-
-@dataclass
-class HeadCodes:
-    """Per-frame pose and expression (see the module docstring for the conventions)."""
-
-    rotation: np.ndarray
-    scale: np.ndarray
-    translation: np.ndarray
-    expression: np.ndarray
-
-    def __post_init__(self) -> None:
-        n = len(self.rotation)
-        self.rotation = np.asarray(self.rotation, np.float32).reshape(n, 3, 3)
-        self.scale = np.asarray(self.scale, np.float32).reshape(n)
-        self.translation = np.asarray(self.translation, np.float32)[:, :2].reshape(n, 2)
-        self.expression = np.asarray(self.expression, np.float32).reshape(n, -1)
-
-    def __len__(self) -> int:
-        return len(self.rotation)
-
-    def __getitem__(self, idx) -> "HeadCodes":
-        idx = np.atleast_1d(np.arange(len(self))[idx])
-        return HeadCodes(self.rotation[idx], self.scale[idx], self.translation[idx], self.expression[idx])
-
-    @classmethod
-    def from_tracking(cls, tracking: dict | object, indices=None) -> "HeadCodes":
-        """Codes of a ``tracking.npz`` dict (or a :class:`TrackingResult`), optionally a subset of frames."""
-        get = (lambda k: tracking[k]) if isinstance(tracking, dict) else (lambda k: getattr(tracking, k))
-        idx = slice(None) if indices is None else np.asarray(indices)
-        return cls(get("rotation")[idx], get("scale")[idx], get("translation")[idx], get("expression")[idx])
-
-    @classmethod
-    def concat(cls, parts: list["HeadCodes"]) -> "HeadCodes":
-        """The frames of several :class:`HeadCodes`, in order."""
-        return cls(*(np.concatenate([getattr(p, k) for p in parts])
-                     for k in ("rotation", "scale", "translation", "expression")))
-
-    def scaled(self, factor: float) -> "HeadCodes":
-        """The same codes for a crop ``factor`` times larger (pixels scale, rotation and expression do not)."""
-        return HeadCodes(self.rotation, self.scale * factor, self.translation * factor, self.expression)
 
 
 def hold_missing(codes: HeadCodes, valid: np.ndarray) -> HeadCodes:

@@ -24,7 +24,7 @@ from selfie_avatar.io.prefetch import prefetch
 from selfie_avatar.io.video import VideoInfo, iter_frames, probe_video
 from selfie_avatar.prepare.crop import CropBox, compute_crop, crop_frame
 from selfie_avatar.tracking.status import MISSING
-from selfie_avatar.reenact.codes import HeadCodes
+from selfie_avatar.tracking.codes import HeadCodes
 
 
 @dataclass

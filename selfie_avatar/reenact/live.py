@@ -30,7 +30,8 @@ from selfie_avatar.prepare.crop import CropBox, crop_frame
 from selfie_avatar.tracking.status import face_extent
 from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
 from selfie_avatar.utils.images import SIGNED, to_uint8
-from selfie_avatar.reenact.codes import HeadCodes, choose_rest_frame, transfer
+from selfie_avatar.reenact.codes import choose_rest_frame, transfer
+from selfie_avatar.tracking.codes import HeadCodes
 from selfie_avatar.reenact.driver import first_face, predict_codes
 from selfie_avatar.reenact.inference import BakedAvatar, make_path
 from selfie_avatar.utils.atomic import write_json_atomic

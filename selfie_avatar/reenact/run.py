@@ -31,7 +31,8 @@ from selfie_avatar.prepare.crop import CropBox, paste_back
 from selfie_avatar.tracking.status import MISSING
 from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
 from selfie_avatar.utils.images import SIGNED, to_uint8
-from selfie_avatar.reenact.codes import HeadCodes, choose_rest_frame, hold_missing, transfer
+from selfie_avatar.reenact.codes import choose_rest_frame, hold_missing, transfer
+from selfie_avatar.tracking.codes import HeadCodes
 from selfie_avatar.reenact.driver import encode_driver, track_driver
 from selfie_avatar.utils.atomic import write_json_atomic
 from selfie_avatar.utils.device import resolve_device

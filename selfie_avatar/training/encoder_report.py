@@ -23,7 +23,8 @@ from torch import Tensor
 
 from selfie_avatar.face_model import FaceModel, NUM_BLENDSHAPES
 from selfie_avatar.models.encoder import CodeEncoder
-from selfie_avatar.render.camera import project
+from selfie_avatar.tracking.codes import TorchCodes
+from selfie_avatar.tracking.pose import posed_landmarks
 from selfie_avatar.render.rotation import matrix_to_axis_angle, orthonormalize
 from selfie_avatar.utils.timing import calls_per_second
 
@@ -65,10 +66,9 @@ def model_landmarks(face_model: FaceModel, scores: Tensor, rotation: Tensor, sca
     """
     if scores.dim() != 2 or scores.shape[1] != NUM_BLENDSHAPES:
         raise ValueError(f"scores must be (B, {NUM_BLENDSHAPES}), got {tuple(scores.shape)}")
-    codes = scores.new_zeros(scores.shape[0], face_model.num_expression)
-    codes[:, :NUM_BLENDSHAPES] = scores
-    lmk = face_model.landmarks(face_model(codes))[:, :num_landmarks]
-    return project(lmk, rotation, scale, translation)[..., :2]
+    expression = scores.new_zeros(scores.shape[0], face_model.num_expression)
+    expression[:, :NUM_BLENDSHAPES] = scores
+    return posed_landmarks(face_model, TorchCodes(rotation, scale, translation, expression), num_landmarks)
 
 
 @torch.no_grad()

@@ -17,7 +17,8 @@ import numpy as np
 
 from selfie_avatar.face_model import BLENDSHAPE_GROUPS
 from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
-from selfie_avatar.reenact.codes import HeadCodes, choose_rest_frame
+from selfie_avatar.reenact.codes import choose_rest_frame
+from selfie_avatar.tracking.codes import HeadCodes
 from selfie_avatar.viz.mesh3d import mesh_display_xyz
 from selfie_avatar.viz.sliders import SliderValues, slider_images
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
-from selfie_avatar.reenact.codes import HeadCodes
+from selfie_avatar.tracking.codes import HeadCodes
 from selfie_avatar.render.rotation import euler_to_matrix, matrix_to_euler
 from selfie_avatar.utils.images import SIGNED, to_uint8
 

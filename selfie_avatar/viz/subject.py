@@ -7,7 +7,8 @@ import torch
 
 from selfie_avatar.tracking.status import MISSING
 from selfie_avatar.tracking.subject import Subject
-from selfie_avatar.render.camera import project
+from selfie_avatar.tracking.codes import HeadCodes
+from selfie_avatar.tracking.pose import posed_vertices
 from selfie_avatar.viz.plots import as_rgb, mesh_overlay, uv_image
 
 __all__ = ["frame_panels", "subject_mesh", "pick_frames"]
@@ -65,11 +66,10 @@ def subject_mesh(subject: Subject, index: int, posed: bool = True) -> tuple[np.n
     i = _check_index(subject, index)
     tr = subject.tracking
     model = subject.face_model()
-    verts = model(torch.from_numpy(tr["expression"][i : i + 1]).float())
     if posed:
         if int(tr["status"][i]) == MISSING:
             raise ValueError(f"frame {i} of {subject.root} has no tracked face; choose a training frame")
-        verts = project(verts, torch.from_numpy(tr["rotation"][i : i + 1]).float(),
-                        torch.from_numpy(np.atleast_1d(tr["scale"][i])).float(),
-                        torch.from_numpy(tr["translation"][i : i + 1, :2]).float())
+        verts = posed_vertices(model, HeadCodes.from_tracking(tr, [i]).torch())
+    else:
+        verts = model(torch.from_numpy(tr["expression"][i : i + 1]).float())
     return verts[0].numpy().astype(np.float32), model.faces.numpy().astype(np.int64)

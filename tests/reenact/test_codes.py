@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from selfie_avatar.face_model import NUM_BLENDSHAPES
-from selfie_avatar.reenact.codes import HeadCodes, choose_rest_frame, hold_missing, transfer
+from selfie_avatar.reenact.codes import choose_rest_frame, hold_missing, transfer
+from selfie_avatar.tracking.codes import HeadCodes
 from selfie_avatar.render.rotation import euler_to_matrix, matrix_to_euler
 
 

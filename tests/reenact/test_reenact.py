@@ -9,7 +9,7 @@ from selfie_avatar.config import ReenactConfig
 from selfie_avatar.errors import NoFaceError, SelfieAvatarError
 from selfie_avatar.io.video import probe_video, read_video
 from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
-from selfie_avatar.reenact.codes import HeadCodes
+from selfie_avatar.tracking.codes import HeadCodes
 from selfie_avatar.reenact.run import reenact
 from selfie_avatar.training.checkpoint import open_run
 from selfie_avatar.training.data import SubjectFrames

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
-from selfie_avatar.reenact.codes import HeadCodes, choose_rest_frame
+from selfie_avatar.reenact.codes import choose_rest_frame
+from selfie_avatar.tracking.codes import HeadCodes
 from selfie_avatar.training.checkpoint import open_run
 from selfie_avatar.utils.images import SIGNED, to_uint8
 from selfie_avatar.viz.sliders import SliderValues, set_code, slider_images

@@ -1,0 +1,74 @@
+"""The head codes of frames: one typed form for every stage, with its torch view, in ``tracking.npz``'s
+conventions (crop pixels of a ``size`` x ``size`` crop):
+
+    rotation     (N, 3, 3)  head rotation, model -> camera
+    scale        (N,)       crop pixels per model unit
+    translation  (N, 2)     screen position of the model origin, crop pixels
+    expression   (N, E)     the 52 MediaPipe blendshape scores, then the subject's own PCA codes (or FLAME's codes)
+
+``tracking/pose.py`` turns them into posed vertices, landmarks, ``I_R`` and ``I_UV``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class HeadCodes:
+    """Per-frame pose and expression (see the module docstring for the conventions)."""
+
+    rotation: np.ndarray
+    scale: np.ndarray
+    translation: np.ndarray
+    expression: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.rotation)
+        self.rotation = np.asarray(self.rotation, np.float32).reshape(n, 3, 3)
+        self.scale = np.asarray(self.scale, np.float32).reshape(n)
+        self.translation = np.asarray(self.translation, np.float32)[:, :2].reshape(n, 2)
+        self.expression = np.asarray(self.expression, np.float32).reshape(n, -1)
+
+    def __len__(self) -> int:
+        return len(self.rotation)
+
+    def __getitem__(self, idx) -> "HeadCodes":
+        idx = np.atleast_1d(np.arange(len(self))[idx])
+        return HeadCodes(self.rotation[idx], self.scale[idx], self.translation[idx], self.expression[idx])
+
+    @classmethod
+    def from_tracking(cls, tracking: dict | object, indices=None) -> "HeadCodes":
+        """Codes of a ``tracking.npz`` dict (or a :class:`TrackingResult`), optionally a subset of frames."""
+        get = (lambda k: tracking[k]) if isinstance(tracking, dict) else (lambda k: getattr(tracking, k))
+        idx = slice(None) if indices is None else np.asarray(indices)
+        return cls(get("rotation")[idx], get("scale")[idx], get("translation")[idx], get("expression")[idx])
+
+    def torch(self, device: str | torch.device = "cpu") -> "TorchCodes":
+        """The same codes as float32 tensors on ``device``."""
+        return TorchCodes(*(torch.from_numpy(np.ascontiguousarray(getattr(self, k))).to(device)
+                            for k in ("rotation", "scale", "translation", "expression")))
+
+    @classmethod
+    def concat(cls, parts: list["HeadCodes"]) -> "HeadCodes":
+        """The frames of several :class:`HeadCodes`, in order."""
+        return cls(*(np.concatenate([getattr(p, k) for p in parts])
+                     for k in ("rotation", "scale", "translation", "expression")))
+
+    def scaled(self, factor: float) -> "HeadCodes":
+        """The same codes for a crop ``factor`` times larger (pixels scale, rotation and expression do not)."""
+        return HeadCodes(self.rotation, self.scale * factor, self.translation * factor, self.expression)
+
+
+@dataclass
+class TorchCodes:
+    """:class:`HeadCodes` as tensors (``HeadCodes.torch``): rotation (B, 3, 3), scale (B,), translation (B, 2),
+    expression (B, E). Differentiable where the tensors are."""
+
+    rotation: torch.Tensor
+    scale: torch.Tensor
+    translation: torch.Tensor
+    expression: torch.Tensor
