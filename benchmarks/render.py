@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from selfie_avatar.render import MeshRenderer, euler_to_matrix
+from selfie_avatar.geometry import euler_to_matrix
+from selfie_avatar.render import MeshRenderer
 from machine import cpu_name  # benchmarks/machine.py (the script's folder is on sys.path)
 
 

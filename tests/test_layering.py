@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "selfie_avatar"
 # Stages, lowest first; a module may import its own stage and any lower one.
 RANK = {
     "errors": 0, "utils": 0, "assets": 0, "config": 0, "__init__": 0,
-    "io": 1, "render": 2, "face_model": 2, "tracking": 2, "prepare": 3, "sample": 4, "models": 4, "losses": 4,
+    "io": 1, "geometry": 1, "render": 2, "face_model": 2, "tracking": 2, "prepare": 3, "sample": 4, "models": 4, "losses": 4,
     "training": 5, "reenact": 6, "evaluate": 6, "viz": 7, "demo": 8, "cli": 9,
 }
 

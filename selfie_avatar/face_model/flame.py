@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from selfie_avatar.face_model.safe_pickle import UnresolvedObject, load_pickle
-from selfie_avatar.render.rotation import axis_angle_to_matrix
+from selfie_avatar.geometry.rotation import axis_angle_to_matrix
 
 __all__ = ["FLAME", "load_flame_arrays", "lbs", "flame_to_model", "FLAME_SHAPE_COLUMNS"]
 

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from selfie_avatar.face_model.names import NUM_BLENDSHAPES
-from selfie_avatar.render.rotation import rotation_6d_to_matrix
+from selfie_avatar.geometry.rotation import rotation_6d_to_matrix
 
 __all__ = ["EncoderNetConfig", "CodeEncoder"]
 

@@ -33,7 +33,7 @@ from selfie_avatar.prepare.flame_landmarks import FlameLandmarks
 from selfie_avatar.prepare.least_squares import levenberg_marquardt
 from selfie_avatar.prepare.tracking import TrackingResult, smooth_series, tracking_result, umeyama
 from selfie_avatar.render.camera import project
-from selfie_avatar.render.rotation import axis_angle_to_matrix
+from selfie_avatar.geometry.rotation import axis_angle_to_matrix
 from selfie_avatar.utils.log import get_logger
 
 log = get_logger("prepare.flame_fit")

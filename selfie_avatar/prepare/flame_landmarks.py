@@ -18,7 +18,7 @@ import torch
 
 from selfie_avatar.face_model.flame import FLAME
 from selfie_avatar.face_model.landmark_embedding import LandmarkEmbedding
-from selfie_avatar.render.rotation import axis_angle_to_matrix
+from selfie_avatar.geometry.rotation import axis_angle_to_matrix
 
 __all__ = ["FlameLandmarks", "rotation_derivative"]
 

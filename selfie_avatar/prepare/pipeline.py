@@ -37,7 +37,7 @@ from selfie_avatar.tracking.subject import FORMAT_NAME, FORMAT_VERSION, FRAME_DI
 from selfie_avatar.prepare.track_clip import StageTimer, track_clip
 from selfie_avatar.prepare.tracking import TrackingResult
 from selfie_avatar.render import MeshRenderer
-from selfie_avatar.render.rotation import matrix_to_euler
+from selfie_avatar.geometry.rotation import matrix_to_euler
 from selfie_avatar.utils.atomic import atomic_dir, atomic_path, write_json_atomic
 from selfie_avatar.utils.device import resolve_device
 from selfie_avatar.utils.log import get_logger

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from selfie_avatar.face_model import NUM_BLENDSHAPES
-from selfie_avatar.render.rotation import matrix_to_euler
+from selfie_avatar.geometry.rotation import matrix_to_euler
 from selfie_avatar.tracking.codes import HeadCodes
 
 POSE_MODES = ("relative", "absolute")

@@ -1,8 +1,8 @@
-"""render stage: differentiable mesh rasterisation, shading and the weak-perspective camera (pure PyTorch)."""
+"""render stage: differentiable mesh rasterisation, shading and the weak-perspective camera (pure PyTorch).
+Rotations live in ``selfie_avatar.geometry``."""
 
 from .camera import OrthoCamera, project
 from .rasterize import Fragments, Rasterizer, interpolate, rasterize
-from .rotation import axis_angle_to_matrix, euler_to_matrix, matrix_to_axis_angle, matrix_to_euler, orthonormalize
 from .shading import MeshRenderer, render_uv, shade, vertex_normals
 
 __all__ = [
@@ -10,12 +10,7 @@ __all__ = [
     "MeshRenderer",
     "OrthoCamera",
     "Rasterizer",
-    "axis_angle_to_matrix",
-    "euler_to_matrix",
     "interpolate",
-    "matrix_to_axis_angle",
-    "matrix_to_euler",
-    "orthonormalize",
     "project",
     "rasterize",
     "render_uv",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .rotation import euler_to_matrix
+from selfie_avatar.geometry.rotation import euler_to_matrix
 
 __all__ = ["project", "OrthoCamera"]
 
@@ -90,7 +90,7 @@ class OrthoCamera:
 
     @classmethod
     def from_euler(cls, angles: Tensor, scale: Tensor, translation: Tensor) -> "OrthoCamera":
-        """Camera whose rotation is :func:`~selfie_avatar.render.rotation.euler_to_matrix` of (yaw, pitch, roll).
+        """Camera whose rotation is :func:`~selfie_avatar.geometry.rotation.euler_to_matrix` of (yaw, pitch, roll).
 
         Args:
             angles: (yaw, pitch, roll) in radians, :math:`(B, 3)`.

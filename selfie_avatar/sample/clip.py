@@ -24,7 +24,7 @@ from selfie_avatar.errors import NoFaceError
 from selfie_avatar.io.video_writer import VideoWriter
 from selfie_avatar.prepare.landmarks import MediaPipeLandmarker
 from selfie_avatar.render.rasterize import interpolate, rasterize
-from selfie_avatar.render.rotation import euler_to_matrix
+from selfie_avatar.geometry.rotation import euler_to_matrix
 
 MOUTH_UPPER, MOUTH_LOWER, MOUTH_RIGHT, MOUTH_LEFT = 13, 14, 61, 291
 INNER_LIPS = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)

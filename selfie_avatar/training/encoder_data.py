@@ -160,7 +160,7 @@ def similarity_matrix(k: Tensor, angle: Tensor, shift: Tensor) -> tuple[Tensor, 
 
     Args:
         k: zoom factors.
-        angle: in-plane rotation in radians (screen axes: x right, y down, as ``Rz`` in :mod:`render.rotation`).
+        angle: in-plane rotation in radians (screen axes: x right, y down, as ``Rz`` in :mod:`geometry.rotation`).
         shift: translation, fractions of the crop side.
 
     Returns:

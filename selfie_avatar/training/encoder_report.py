@@ -25,7 +25,7 @@ from selfie_avatar.face_model import FaceModel, NUM_BLENDSHAPES
 from selfie_avatar.models.encoder import CodeEncoder
 from selfie_avatar.tracking.codes import TorchCodes
 from selfie_avatar.tracking.pose import posed_landmarks
-from selfie_avatar.render.rotation import matrix_to_axis_angle, orthonormalize
+from selfie_avatar.geometry.rotation import matrix_to_axis_angle, orthonormalize
 from selfie_avatar.utils.timing import calls_per_second
 
 __all__ = ["predict_relative", "model_landmarks", "code_errors", "constant_mean", "encoder_fps", "tracker_speed",

@@ -5,7 +5,7 @@ values into its arguments and shows what comes back. Values:
 
     expression   (E,)  the face model's expression codes (52 named blendshapes, then the subject's PCA codes;
                        FLAME's codes when the subject was fitted with FLAME), by name in ``expression_names``
-    yaw, pitch, roll   head rotation in degrees (``render.rotation.euler_to_matrix`` convention)
+    yaw, pitch, roll   head rotation in degrees (``geometry.rotation.euler_to_matrix`` convention)
     tx, ty             head position in crop pixels of the subject's size
     zoom               head size relative to the rest frame
 
@@ -22,7 +22,7 @@ import torch
 
 from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
 from selfie_avatar.tracking.codes import HeadCodes
-from selfie_avatar.render.rotation import euler_to_matrix, matrix_to_euler
+from selfie_avatar.geometry.rotation import euler_to_matrix, matrix_to_euler
 from selfie_avatar.utils.images import SIGNED, to_uint8
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from selfie_avatar.models.encoder import CodeEncoder, EncoderNetConfig
-from selfie_avatar.render.rotation import axis_angle_to_matrix, matrix_to_rotation_6d, rotation_6d_to_matrix
+from selfie_avatar.geometry.rotation import axis_angle_to_matrix, matrix_to_rotation_6d, rotation_6d_to_matrix
 
 
 def _assert_rotations(R: torch.Tensor, atol: float = 1e-5) -> None:

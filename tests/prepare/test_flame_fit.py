@@ -19,7 +19,7 @@ from selfie_avatar.prepare.flame_setup import ENV_FLAME, resolve_flame_files
 from selfie_avatar.prepare.least_squares import autodiff_jacobians
 from selfie_avatar.tracking.status import INTERPOLATED, MISSING
 from selfie_avatar.render.camera import project
-from selfie_avatar.render.rotation import axis_angle_to_matrix
+from selfie_avatar.geometry.rotation import axis_angle_to_matrix
 from tests.flame_factory import (identity_mediapipe_embedding, mediapipe_flame_arrays, synthetic_flame_arrays,
                                  synthetic_mediapipe_embedding, write_flame_pickle)
 

@@ -5,7 +5,7 @@ import torch
 from selfie_avatar.face_model import NUM_BLENDSHAPES
 from selfie_avatar.reenact.codes import choose_rest_frame, hold_missing, transfer
 from selfie_avatar.tracking.codes import HeadCodes
-from selfie_avatar.render.rotation import euler_to_matrix, matrix_to_euler
+from selfie_avatar.geometry.rotation import euler_to_matrix, matrix_to_euler
 
 
 def _codes(n, yaw_deg=0.0, scale=1.0, shift=(0.0, 0.0), expr=None, width=NUM_BLENDSHAPES + 2):

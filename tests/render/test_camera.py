@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from selfie_avatar.render import OrthoCamera, euler_to_matrix, project
+from selfie_avatar.geometry import euler_to_matrix
+from selfie_avatar.render import OrthoCamera, project
 
 
 def test_project_against_a_hand_computation():

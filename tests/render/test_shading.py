@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from selfie_avatar.render import MeshRenderer, euler_to_matrix, rasterize, render_uv, shade, vertex_normals
+from selfie_avatar.geometry import euler_to_matrix
+from selfie_avatar.render import MeshRenderer, rasterize, render_uv, shade, vertex_normals
 
 
 def _grid(n=6, lo=4.0, hi=28.0):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from selfie_avatar.render import (axis_angle_to_matrix, euler_to_matrix, matrix_to_axis_angle, matrix_to_euler,
+from selfie_avatar.geometry import (axis_angle_to_matrix, euler_to_matrix, matrix_to_axis_angle, matrix_to_euler,
                                   orthonormalize)
 
 

@@ -1,0 +1,9 @@
+"""geometry: rotations (Euler angles, axis-angle, 6D, SO(3) projection), the one home of the conventions that the
+face models, the rasteriser's camera, tracking, the encoder and the sliders share. Pure PyTorch, no other stage."""
+
+from selfie_avatar.geometry.rotation import (axis_angle_to_matrix, euler_to_matrix, matrix_to_axis_angle,
+                                             matrix_to_euler, matrix_to_rotation_6d, orthonormalize,
+                                             rotation_6d_to_matrix)
+
+__all__ = ["axis_angle_to_matrix", "euler_to_matrix", "matrix_to_axis_angle", "matrix_to_euler",
+           "matrix_to_rotation_6d", "orthonormalize", "rotation_6d_to_matrix"]
