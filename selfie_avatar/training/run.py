@@ -26,6 +26,7 @@ import torch
 from selfie_avatar import __version__
 from selfie_avatar.config import TrainConfig, config_to_dict
 from selfie_avatar.errors import SelfieAvatarError
+from selfie_avatar.training.presets import Preset
 from selfie_avatar.utils.atomic import write_json_atomic
 from selfie_avatar.utils.log import get_logger
 from selfie_avatar.utils.threads import ThreadGovernor
@@ -50,28 +51,27 @@ class TrainResult:
                 f"  checkpoints: {self.last_checkpoint}" + (f", {self.best_checkpoint}" if self.best_checkpoint else ""))
 
 
-def resolve_settings(cfg: TrainConfig) -> dict:
-    """Preset values for every field the user left as None."""
+def resolve_settings(cfg: TrainConfig) -> Preset:
+    """The run's preset with every field the user gave on the command line put in (``None`` keeps the preset's).
+
+    ``--feature-window 0`` means the whole frame (None in the preset's terms).
+    """
     from selfie_avatar.training.presets import get_preset
 
     p = get_preset(cfg.preset)
-    pick = lambda v, d: d if v is None else v  # noqa: E731
-    return {
-        "batch_size": pick(cfg.batch_size, p.batch_size),
-        "max_steps": pick(cfg.max_steps, p.max_steps),
-        "max_minutes": pick(cfg.max_minutes, p.max_minutes),
-        "lr_g": pick(cfg.lr_g, p.lr_g),
-        "lr_d": pick(cfg.lr_d, p.lr_d),
-        "freeze_after": pick(cfg.freeze_after, p.freeze_after),
-        "ema_decay": p.ema_decay,
-        "val_every": p.val_every,
-        "image_every": p.image_every,
-        "r1_interval": p.r1_interval,
-        "feature_window": p.feature_window if cfg.feature_window is None else (cfg.feature_window or None),
-        "loss_weights": dict(p.loss_weights),
-        "time_code": p.time_code if cfg.time_code is None else cfg.time_code,
-        "model": p.model,
-    }
+    given = {k: v for k, v in {"batch_size": cfg.batch_size, "max_steps": cfg.max_steps,
+                               "max_minutes": cfg.max_minutes, "lr_g": cfg.lr_g, "lr_d": cfg.lr_d,
+                               "freeze_after": cfg.freeze_after, "time_code": cfg.time_code}.items() if v is not None}
+    if cfg.feature_window is not None:
+        given["feature_window"] = cfg.feature_window or None  # 0: the whole frame
+    return dataclasses.replace(p, **given)
+
+
+def settings_record(s: Preset) -> dict:
+    """The resolved settings as the run record stores them (the network settings are stored on their own)."""
+    out = {f.name: getattr(s, f.name) for f in dataclasses.fields(s) if f.name != "model"}
+    out["loss_weights"] = dict(s.loss_weights)
+    return out
 
 
 def _wandb_mode() -> str:
@@ -114,9 +114,9 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     s = resolve_settings(cfg)
-    weights = resolve_loss_weights(s["loss_weights"], overrides=cfg.loss)
-    model_cfg = dataclasses.replace(s["model"], use_time_code=s["time_code"],
-                                    use_background_plate=s["model"].use_background_plate and cfg.background_plate)
+    weights = resolve_loss_weights(dict(s.loss_weights), overrides=cfg.loss)
+    model_cfg = dataclasses.replace(s.model, use_time_code=s.time_code,
+                                    use_background_plate=s.model.use_background_plate and cfg.background_plate)
 
     worker = _is_worker_process()
     resume_from = last
@@ -132,14 +132,14 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
             f.unlink()
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    data = SubjectDataModule(cfg.subject, size=model_cfg.size, batch_size=s["batch_size"],
+    data = SubjectDataModule(cfg.subject, size=model_cfg.size, batch_size=s.batch_size,
                              num_workers=cfg.num_workers, seed=cfg.seed)
     model_cfg = dataclasses.replace(model_cfg, num_frames=data.num_frames)
     module = AvatarModule(
-        model=dataclasses.asdict(model_cfg), loss_weights=weights, lr_g=s["lr_g"], lr_d=s["lr_d"],
-        freeze_after=s["freeze_after"], ema_decay=s["ema_decay"], grad_clip=cfg.grad_clip, r1_gamma=cfg.r1_gamma,
-        r1_interval=s["r1_interval"], bg_shift=cfg.bg_shift, image_every=s["image_every"],
-        feature_window=s["feature_window"],
+        model=dataclasses.asdict(model_cfg), loss_weights=weights, lr_g=s.lr_g, lr_d=s.lr_d,
+        freeze_after=s.freeze_after, ema_decay=s.ema_decay, grad_clip=cfg.grad_clip, r1_gamma=cfg.r1_gamma,
+        r1_interval=s.r1_interval, bg_shift=cfg.bg_shift, image_every=s.image_every,
+        feature_window=s.feature_window,
         vgg_weights=cfg.vgg_weights, seed=cfg.seed,
     )
     if model_cfg.use_background_plate:
@@ -148,7 +148,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         module.set_background_plate(background_plate(data.subject, model_cfg.size))
     record = {
         "type": "TrainRun", "train_config": config_to_dict(cfg),
-        "resolved": {k: v for k, v in s.items() if k != "model"}, "model": dataclasses.asdict(model_cfg),
+        "resolved": settings_record(s), "model": dataclasses.asdict(model_cfg),
         "loss_weights": weights, "vgg_source": module.vgg_source, "subject": str(Path(cfg.subject).resolve()),
         "validation_frames": data.val_indices, "test_frames": data.subject.test_indices,
         "checkpoint_selection": f"best.ckpt: highest val/psnr of the EMA generator on {len(data.val_indices)} "
@@ -178,7 +178,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     class StopAtStep(Callback):
         def on_train_batch_end(self, trainer, pl_module, *args) -> None:
             governor.tick()
-            if int(pl_module.step) >= s["max_steps"]:
+            if int(pl_module.step) >= s.max_steps:
                 trainer.should_stop = True
 
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/psnr", mode="max", save_top_k=1,
@@ -188,8 +188,8 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         accelerator=_accelerator(cfg.device), devices=cfg.devices, num_nodes=cfg.num_nodes,
         strategy=_strategy(cfg.strategy),
         max_epochs=-1, max_steps=-1,
-        max_time=timedelta(minutes=s["max_minutes"]) if s["max_minutes"] else None,
-        val_check_interval=s["val_every"], check_val_every_n_epoch=None, num_sanity_val_steps=0,
+        max_time=timedelta(minutes=s.max_minutes) if s.max_minutes else None,
+        val_check_interval=s.val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         logger=loggers, callbacks=[best, StopAtStep(), *(callbacks or [])], default_root_dir=str(out),
         plugins=[SafeCheckpointIO()],  # keeps the previous checkpoint; a failed write leaves it intact
         enable_progress_bar=cfg.progress, log_every_n_steps=1, enable_model_summary=False,
