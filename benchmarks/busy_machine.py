@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from train_speed import worktree  # benchmarks/train_speed.py (the script's folder is on sys.path)
+
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "outputs" / "benchmarks"
 SHARED = Path(os.environ.get("SELFIE_AVATAR_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -72,17 +74,6 @@ print("RESULT " + json.dumps(out))
 '''
 
 METRIC = {"train": "steps_per_second", "prepare": "frames_per_second", "sample": "seconds"}
-
-
-def worktree(commit: str) -> Path:
-    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", commit], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    path = OUT / f"worktree_{sha[:12]}"
-    if not (path / "selfie_avatar").is_dir():
-        OUT.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(path), sha], check=True,
-                       capture_output=True)
-    return path
 
 
 def subject_128() -> Path:

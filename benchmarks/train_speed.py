@@ -26,10 +26,14 @@ OUT = REPO / "outputs" / "benchmarks"
 
 
 def worktree(commit: str) -> Path:
-    path = OUT / f"worktree_{commit[:12]}"
+    """A git worktree of ``commit`` (a sha, or a name such as ``HEAD``, resolved first so that the folder names the
+    commit it holds) under ``outputs/benchmarks``; reused when it is already there."""
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", commit], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    path = OUT / f"worktree_{sha[:12]}"
     if not (path / "selfie_avatar").is_dir():
         OUT.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(path), commit], check=True,
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(path), sha], check=True,
                        capture_output=True)
     return path
 
