@@ -2,7 +2,7 @@
 
 Writing (:class:`SafeCheckpointIO`, Lightning's checkpoint plugin for every checkpoint of a run):
 
-    checkpoints/.last.ckpt.tmp   the new state, written and flushed to disk first
+    checkpoints/.last.*.tmp.ckpt the new state, written and flushed to disk first (utils/atomic.py)
     checkpoints/last.prev.ckpt   the state it replaces (kept only when that one was readable)
     checkpoints/last.ckpt        the new state, renamed into place
 
@@ -28,6 +28,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from selfie_avatar.errors import SelfieAvatarError
+from selfie_avatar.utils.atomic import atomic_path
 from selfie_avatar.utils.log import get_logger
 
 log = get_logger("train")
@@ -67,27 +68,26 @@ def save_checkpoint_safely(checkpoint: dict[str, Any], path: str | os.PathLike) 
         CheckpointWriteError: the write failed (the message gives the OS reason); ``path`` is unchanged.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()  # serialise first: a failure while writing is then a plain OSError, never torch's
     torch.save(checkpoint, buffer)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
+        with atomic_path(path) as tmp:  # removes the temporary file when the block fails
+            with open(tmp, "wb") as f:
+                f.write(buffer.getbuffer())
+                f.flush()
+                os.fsync(f.fileno())
+            # The new state is on disk: only now does the old one step aside (renamed onto path on leaving).
+            if path.is_file():
+                if is_whole_zip(path):
+                    os.replace(path, previous_path(path))
+                else:
+                    log.warning("%s was damaged before this write; it is replaced and %s is kept", path,
+                                previous_path(path))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         kept = f"{path} is intact" if path.is_file() else "no earlier checkpoint existed"
         raise CheckpointWriteError(
             f"could not write checkpoint {path} ({exc.strerror or exc}); {kept}. Free some space and continue with "
             f"`selfie-avatar train --resume`") from exc
-    if path.is_file():
-        if is_whole_zip(path):
-            os.replace(path, previous_path(path))
-        else:
-            log.warning("%s was damaged before this write; it is replaced and %s is kept", path, previous_path(path))
-    os.replace(tmp, path)
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
