@@ -73,6 +73,25 @@ def other_cores(a: CpuSample, b: CpuSample) -> float:
     return max(0.0, ((b.busy - a.busy) - (b.own - a.own)) / span)
 
 
+_torch_default: int | None = None  # torch's own thread count, before this module first changed it
+
+
+def max_threads() -> int:
+    """The most threads the adaptation ever uses: torch's own default, as it was before any change here."""
+    import torch
+
+    return _torch_default if _torch_default is not None else torch.get_num_threads()
+
+
+def _set_threads(n: int) -> None:
+    global _torch_default
+    import torch
+
+    if _torch_default is None:
+        _torch_default = torch.get_num_threads()
+    torch.set_num_threads(n)
+
+
 def user_fixed() -> bool:
     return bool(os.environ.get("OMP_NUM_THREADS")) or bool(os.environ.get(ENV))
 
@@ -92,7 +111,7 @@ def adapt_threads(interval: float = 0.2) -> int | None:
 
     fixed = os.environ.get(ENV, "")
     if fixed.isdigit():
-        torch.set_num_threads(int(fixed))
+        _set_threads(int(fixed))
         return int(fixed)
     if user_fixed():
         return None
@@ -100,13 +119,12 @@ def adapt_threads(interval: float = 0.2) -> int | None:
     if a is None:
         return None
     time.sleep(interval)
-    b = sample_cpu()
-    default = torch.get_num_threads()
-    n = free_threads(other_cores(a, b), default)
-    if n < default:
+    other = other_cores(a, sample_cpu())
+    n = free_threads(other, max_threads())
+    if n != torch.get_num_threads():
         log.info("other processes are using %.1f of %d cores: using %d thread%s (set %s=N to choose)",
-                 other_cores(a, b), len(_cpus()), n, "" if n == 1 else "s", ENV)
-        torch.set_num_threads(n)
+                 other, len(_cpus()), n, "" if n == 1 else "s", ENV)
+        _set_threads(n)
     return n
 
 
@@ -121,8 +139,8 @@ class ThreadGovernor:
 
         self.every_s = every_s
         self.enabled = not user_fixed()
-        self.default = torch.get_num_threads()  # the most it will ever use
-        self.threads = self.default
+        self.default = max_threads()  # the most it will ever use, also when the command started on fewer
+        self.threads = torch.get_num_threads()
         self._last = sample_cpu() if self.enabled else None
         self.enabled = self._last is not None
         self.changes: list[tuple[float, int]] = []
@@ -130,8 +148,6 @@ class ThreadGovernor:
     def tick(self) -> None:
         if not self.enabled or time.monotonic() - self._last.wall < self.every_s:
             return
-        import torch
-
         now = sample_cpu()
         other = other_cores(self._last, now)
         self._last = now
@@ -139,6 +155,6 @@ class ThreadGovernor:
         if n != self.threads:
             log.info("other processes are using %.1f of %d cores: training on %d thread%s (was %d)", other,
                      len(_cpus()), n, "" if n == 1 else "s", self.threads)
-            torch.set_num_threads(n)
+            _set_threads(n)
             self.threads = n
             self.changes.append((now.wall, n))

@@ -14,6 +14,7 @@ def two_cores(monkeypatch):
     monkeypatch.setattr(threads, "_cpus", lambda: {0, 1})
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv(threads.ENV, raising=False)
+    monkeypatch.setattr(threads, "_torch_default", None)
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
@@ -57,3 +58,19 @@ def test_a_users_thread_count_wins(two_cores, monkeypatch):
 def test_adapt_measures_on_this_machine(two_cores):
     n = threads.adapt_threads(interval=0.05)
     assert n is None or 1 <= n <= 2
+
+
+def test_a_run_that_started_busy_gets_its_threads_back(two_cores, monkeypatch):
+    """The command lowered torch to one thread at start; the governor may still go back up to torch's default."""
+    torch.set_num_threads(2)
+    samples = iter([CpuSample(0, 0, 0, 0), CpuSample(0.2, 0.38, 0.4, 0.0),   # adapt: another process holds a core
+                    CpuSample(1, 1, 2, 0.5), CpuSample(21, 21, 42, 20.5)])   # governor: it has gone
+    monkeypatch.setattr(threads, "sample_cpu", lambda: next(samples))
+    monkeypatch.setattr(threads.time, "sleep", lambda s: None)
+    assert threads.adapt_threads() == 1 and torch.get_num_threads() == 1
+    clock = iter([25.0])
+    monkeypatch.setattr(threads.time, "monotonic", lambda: next(clock))
+    gov = ThreadGovernor(every_s=15)
+    assert gov.default == 2 and gov.threads == 1
+    gov.tick()
+    assert torch.get_num_threads() == 2
