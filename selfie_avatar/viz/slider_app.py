@@ -71,10 +71,19 @@ def app_notebook(cfg: SlidersConfig) -> dict:
                        "outputs": [], "source": source}]}
 
 
-def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def free_port(host: str, port: int = 0) -> int:
+    """``port`` when it can be listened on at ``host``, or any free port for 0.
+
+    Raises:
+        SelfieAvatarError: ``port`` is taken (or ``host`` is not an address of this machine).
+    """
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.bind((host, port))
+            return int(s.getsockname()[1])
+    except OSError as exc:
+        raise SelfieAvatarError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port, or 0 "
+                                f"for a free one") from exc
 
 
 def check_run(cfg: SlidersConfig) -> None:
@@ -104,15 +113,7 @@ def start_server(cfg: SlidersConfig, folder: Path, log_file=None) -> tuple[subpr
     """
     nb = folder / "sliders.ipynb"
     nb.write_text(json.dumps(app_notebook(cfg)))
-    if cfg.port:
-        try:
-            free = socket.socket(socket.AF_INET6 if ":" in cfg.host else socket.AF_INET)
-            free.bind((cfg.host, cfg.port))
-            free.close()
-        except OSError as exc:
-            raise SelfieAvatarError(f"cannot listen on {cfg.host}:{cfg.port} ({exc.strerror}); choose another "
-                                    f"--port, or 0 for a free one") from exc
-    port = cfg.port or free_port(cfg.host)
+    port = free_port(cfg.host, cfg.port)
     cmd = [sys.executable, "-m", "voila", str(nb), f"--port={port}", f"--Voila.ip={cfg.host}", "--no-browser",
            "--Voila.port_retries=0", "--show_tracebacks=True", "--theme=light", f"--template={TEMPLATE}"]
     # The template (Voila's lab template without its CDN links) is found through the Jupyter data path.
@@ -130,7 +131,8 @@ def start_server(cfg: SlidersConfig, folder: Path, log_file=None) -> tuple[subpr
                 raise SelfieAvatarError(f"the Voila server exited with code {proc.returncode} before answering"
                                         + _log_tail(log_file))
             try:
-                with urllib.request.urlopen(url, timeout=2):
+                # A static file: asking for the page itself would start a kernel and run the app for nobody.
+                with urllib.request.urlopen(url + "voila/static/voila.js", timeout=2):
                     return proc, url
             except (urllib.error.URLError, ConnectionError, socket.timeout):
                 time.sleep(0.3)
