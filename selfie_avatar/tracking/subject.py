@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import zipfile
 from dataclasses import dataclass
 from functools import cached_property
@@ -153,10 +152,10 @@ class Subject:
 
     @property
     def _redo(self) -> str:
-        try:
-            src = json.loads((self.root / "meta.json").read_text())["source"]["path"]
-        except Exception:  # noqa: BLE001 - the hint must not fail where meta.json itself is the damage
-            src = "VIDEO"
+        # The source video from meta.json once it has been read (cached_property keeps it in __dict__); while
+        # meta.json itself is being read, or is the damage, the hint names no file rather than reading it again.
+        meta = self.__dict__.get("meta")
+        src = meta.get("source", {}).get("path", "VIDEO") if isinstance(meta, dict) else "VIDEO"
         return f"prepare it again: `selfie-avatar prepare {src} --out {self.root} --overwrite`"
 
     def verify(self) -> None:
