@@ -145,9 +145,12 @@ def resume_candidates(ckpt_dir: str | os.PathLike) -> list[Path]:
     return [d / "last.ckpt", previous_path(d / "last.ckpt"), d / "best.ckpt", previous_path(d / "best.ckpt")]
 
 
-def resume_checkpoint(ckpt_dir: str | os.PathLike) -> Path:
+def resume_checkpoint(ckpt_dir: str | os.PathLike, set_aside: bool = True) -> Path:
     """The newest whole checkpoint in ``ckpt_dir``. Each unusable file is renamed to ``<name>.<kind>`` (damaged,
     refused, incomplete) and named in a warning; when none is usable nothing is moved.
+
+    Args:
+        set_aside: False only chooses (DDP workers, after the launching process has set damaged files aside).
 
     Raises:
         CheckpointReadError: none of the candidates can be read (one line naming each and why).
@@ -162,6 +165,8 @@ def resume_checkpoint(ckpt_dir: str | os.PathLike) -> Path:
             "--resume: no checkpoint can be read (" + "; ".join(f"{c.path.name}: {c.problem}" for c in present)
             + "); start again with --overwrite")
     best = max(good, key=lambda c: c.step)  # max keeps the first of equal steps: last before prev before best
+    if not set_aside:
+        return best.path
     for c in present:
         if c.ok:
             continue

@@ -26,7 +26,7 @@ import torch
 from selfie_avatar import __version__
 from selfie_avatar.config import TrainConfig, config_to_dict
 from selfie_avatar.errors import SelfieAvatarError
-from selfie_avatar.training.presets import Preset
+from selfie_avatar.training.presets import Preset, get_preset
 from selfie_avatar.utils.atomic import write_json_atomic
 from selfie_avatar.utils.log import get_logger
 from selfie_avatar.utils.threads import ThreadGovernor
@@ -56,8 +56,6 @@ def resolve_settings(cfg: TrainConfig) -> Preset:
 
     ``--feature-window 0`` means the whole frame (None in the preset's terms).
     """
-    from selfie_avatar.training.presets import get_preset
-
     p = get_preset(cfg.preset)
     given = {k: v for k, v in {"batch_size": cfg.batch_size, "max_steps": cfg.max_steps,
                                "max_minutes": cfg.max_minutes, "lr_g": cfg.lr_g, "lr_d": cfg.lr_d,
@@ -119,9 +117,12 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
                                     use_background_plate=s.model.use_background_plate and cfg.background_plate)
 
     worker = _is_worker_process()
-    resume_from = last
+    resume_from = None
     if worker:
-        pass  # DDP launches this function again in every worker: the launching process did the checks and writes
+        # DDP launches this function again in every worker: the launching process did the checks and writes, and
+        # set damaged checkpoints aside; a worker only picks the same newest whole one.
+        if cfg.resume:
+            resume_from = resume_checkpoint(ckpt_dir, set_aside=False)
     elif cfg.resume:
         _check_resumable(out, cfg, weights)
         resume_from = resume_checkpoint(ckpt_dir)  # the newest whole checkpoint; damaged ones are named and set aside
@@ -197,7 +198,8 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     keep_native_signal_handlers(trainer)
     t0 = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=data, ckpt_path=str(resume_from) if cfg.resume else None, weights_only=True)
+        trainer.fit(module, datamodule=data, ckpt_path=None if resume_from is None else str(resume_from),
+                    weights_only=True)
         # The final state, also when training stopped between validations. Every rank calls it (a collective);
         # Lightning writes from rank 0 only.
         trainer.save_checkpoint(last, weights_only=False)  # optimiser states included: --resume needs them
