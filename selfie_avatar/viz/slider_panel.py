@@ -20,7 +20,7 @@ from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
 from selfie_avatar.reenact.codes import choose_rest_frame
 from selfie_avatar.tracking.codes import HeadCodes
 from selfie_avatar.viz.mesh3d import mesh_display_xyz
-from selfie_avatar.viz.sliders import SliderValues, slider_images
+from selfie_avatar.viz.sliders import SliderValues, slider_images, values_to_codes
 
 POSE_RANGES = {"yaw": (-45.0, 45.0), "pitch": (-30.0, 30.0), "roll": (-30.0, 30.0), "zoom": (0.7, 1.3)}
 
@@ -123,8 +123,9 @@ class SliderPanel:
 
             # Created with its trace: the front end (JupyterLab, Voila) draws the traces a FigureWidget starts with;
             # later updates change that trace in place (replacing the trace list did not reach Voila's page).
-            first = slider_images(renderer, self.neutral, self.rest_scale)
-            fig = mesh_figure(first["vertices"], first["faces"], height=360)
+            # Only its geometry: the update below runs the generator for the first images.
+            first = renderer.geometry(values_to_codes(self.neutral, self.rest_scale))["vertices"][0]
+            fig = mesh_figure(first, renderer.face_model.faces, height=360)
             fig.update_layout(width=360, margin=dict(l=0, r=0, t=0, b=0))
             self.mesh = go.FigureWidget(fig)
             self.mesh.add_class("sa-mesh")
