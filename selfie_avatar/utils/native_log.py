@@ -26,13 +26,18 @@ ENV_SHOW = "SELFIE_AVATAR_NATIVE_LOGS"
 #: absl/glog lines (``W0000 00:00:...``), LiteRT's ``INFO:``/``WARNING:``/``ERROR:`` lines, absl's preamble.
 NATIVE_LINE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ \S+:\d+\] |(INFO|WARNING|ERROR): |All log messages before absl)")
 
-_show = os.environ.get(ENV_SHOW, "") not in ("", "0")
+
+def _asked_by_env() -> bool:
+    return os.environ.get(ENV_SHOW, "") not in ("", "0")
+
+
+_show = _asked_by_env()
 
 
 def show_native_logs(show: bool) -> None:
     """Let native log lines through to the terminal (``--verbose``) or keep them as DEBUG records (the default)."""
     global _show
-    _show = bool(show) or os.environ.get(ENV_SHOW, "") not in ("", "0")
+    _show = bool(show) or _asked_by_env()
 
 
 @contextlib.contextmanager
