@@ -5,8 +5,8 @@ inputs) at batch 1, freshly initialised (speed does not depend on the weights), 
 :data:`~selfie_avatar.reenact.inference.PATHS` the device supports, at 256, 512 and 1024 px. Each path is first
 checked against eager fp32 (mean |diff| within its tolerance; a path that fails is reported, not timed).
 
-    CPU : the lite preset (ModelConfig.lite) at 256, 512 and 1024 -- the CPU real-time target is 256 px
-    CUDA: the full preset's channel layout (ModelConfig.full) at 256, 512 and 1024
+    CPU : the lite preset (ModelConfig.preset("lite")) at 256, 512 and 1024 -- the CPU real-time target is 256 px
+    CUDA: the full preset's channel layout (ModelConfig.preset("full")) at 256, 512 and 1024
 
 End to end (``--run RUN_DIR --source VIDEO``): ``selfie-avatar live`` without a display on that run.
 

@@ -1,4 +1,4 @@
-"""Parameter counts and step times of the avatar networks per preset (ModelConfig.tiny / cpu / full).
+"""Parameter counts and step times of the avatar networks per preset (ModelConfig.preset: tiny, cpu, lite, full).
 
 Timed, at a given batch size on synthetic inputs (a face-shaped disc of UV coverage):
 

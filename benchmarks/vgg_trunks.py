@@ -45,7 +45,7 @@ from selfie_avatar.losses.cosine import cosine_multiscale_loss
 from selfie_avatar.losses.id_mrf import DEFAULT_LAYERS as ID_MRF_LAYERS
 from selfie_avatar.losses.id_mrf import id_mrf_loss
 from selfie_avatar.losses.vgg import VGGFeatures, VGGSource
-from selfie_avatar.prepare.crop import CropBox, crop_frame
+from selfie_avatar.tracking.crop import CropBox, crop_frame
 from selfie_avatar.reenact.driver import first_face
 
 REPO = Path(__file__).resolve().parents[1]

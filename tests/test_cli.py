@@ -69,12 +69,17 @@ def test_demo_runs_end_to_end_on_the_builtin_sample(tmp_path, capsys, monkeypatc
 
 def test_the_presets_have_one_definition_and_every_help_names_them_all(capsys):
     from selfie_avatar.config import PRESETS
-    from selfie_avatar.training.presets import get_preset
+    from selfie_avatar.models.config import NETWORK_PRESETS, ModelConfig
+    from selfie_avatar.training.presets import SCHEDULES, get_preset
 
+    # One list of names: the networks and the schedules are tables keyed by exactly config.PRESETS's names.
+    assert list(NETWORK_PRESETS) == list(SCHEDULES) == list(PRESETS)
     for name in PRESETS:
-        assert get_preset(name).model.size > 0
+        assert get_preset(name).model == ModelConfig.preset(name) and get_preset(name).model.size > 0
     with pytest.raises(ValueError, match="tiny, cpu, lite, full"):
         get_preset("huge")
+    with pytest.raises(ValueError, match="tiny, cpu, lite, full"):
+        ModelConfig.preset("huge")
     for command in ("train", "ablate", "demo"):
         with pytest.raises(SystemExit):
             main([command, "--help"])

@@ -128,36 +128,37 @@ class ModelConfig:
 
     # -- presets -------------------------------------------------------------------------------------------------
     @classmethod
-    def tiny(cls, **overrides) -> ModelConfig:
-        """64 px, a few channels: tests (forward + backward of G and D at batch 2 in ~0.07 s on 2 CPU cores)."""
-        kw = dict(size=64, texture_size=64, style_dim=32, mapping_layers=2, channel_base=512, channel_max=32,
-                  face_feat_channels=8, bg_feat_channels=8, unet_channel_base=512, unet_channel_max=32,
-                  unet_min_res=8, disc_channel_base=512, disc_channel_max=32)
-        return cls(**{**kw, "use_background_plate": True, **overrides})
+    def preset(cls, name: str, **overrides) -> ModelConfig:
+        """The networks of a named preset (:data:`NETWORK_PRESETS`; the names and their help are
+        ``selfie_avatar.config.PRESETS``, the training schedule of each is ``training/presets.py``).
 
-    @classmethod
-    def cpu(cls, **overrides) -> ModelConfig:
-        """128 px with small channels: the CPU demo (a training step at batch 4 in ~0.6 s on 2 CPU cores)."""
-        kw = dict(size=128, texture_size=128, style_dim=128, mapping_layers=4, channel_base=2048, channel_max=128,
-                  face_feat_channels=16, bg_feat_channels=16, unet_channel_base=2048, unet_channel_max=128,
-                  unet_min_res=8, disc_channel_base=2048, disc_channel_max=128)
-        return cls(**{**kw, "use_background_plate": True, **overrides})
+        Raises:
+            ValueError: an unknown preset name.
+        """
+        if name not in NETWORK_PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose {', '.join(NETWORK_PRESETS)}")
+        return cls(**{**NETWORK_PRESETS[name], "use_background_plate": True, **overrides})
 
-    @classmethod
-    def lite(cls, **overrides) -> ModelConfig:
-        """256 px with narrow channels: real-time inference on a CPU (the live loop's CPU preset)."""
-        kw = dict(size=256, texture_size=256, style_dim=128, mapping_layers=4, channel_base=2048, channel_max=128,
-                  face_feat_channels=16, bg_feat_channels=16, unet_channel_base=2048, unet_channel_max=64,
-                  unet_min_res=16, disc_channel_base=2048, disc_channel_max=128)
-        return cls(**{**kw, "use_background_plate": True, **overrides})
 
-    @classmethod
-    def full(cls, **overrides) -> ModelConfig:
-        """512 px, one GPU. StyleGAN2's channel counts (512 up to 32 px, halving to 32 at 512 px) for every
-        network; StyleAvatar's own generator is a DoubleStyleUnet (a first StyleUNet at half resolution that fuses
-        the face texture and background features, a second one that decodes the fused features at full size,
-        wavelet up- and down-sampling), of which this single StyleUNet at output size is a simplification."""
-        kw = dict(size=512, texture_size=512, style_dim=512, mapping_layers=8, channel_base=16384, channel_max=512,
-                  face_feat_channels=32, bg_feat_channels=32, unet_channel_base=16384, unet_channel_max=512,
-                  unet_min_res=8, disc_channel_base=16384, disc_channel_max=512)
-        return cls(**{**kw, "use_background_plate": True, **overrides})
+# The network sizes of each preset; every other field keeps its default.
+NETWORK_PRESETS: dict[str, dict] = {
+    # 64 px, a few channels: tests (forward + backward of G and D at batch 2 in ~0.07 s on 2 CPU cores).
+    "tiny": dict(size=64, texture_size=64, style_dim=32, mapping_layers=2, channel_base=512, channel_max=32,
+                 face_feat_channels=8, bg_feat_channels=8, unet_channel_base=512, unet_channel_max=32,
+                 unet_min_res=8, disc_channel_base=512, disc_channel_max=32),
+    # 128 px with small channels: the CPU demo.
+    "cpu": dict(size=128, texture_size=128, style_dim=128, mapping_layers=4, channel_base=2048, channel_max=128,
+                face_feat_channels=16, bg_feat_channels=16, unet_channel_base=2048, unet_channel_max=128,
+                unet_min_res=8, disc_channel_base=2048, disc_channel_max=128),
+    # 256 px with narrow channels: real-time inference on a CPU (the live loop's CPU preset).
+    "lite": dict(size=256, texture_size=256, style_dim=128, mapping_layers=4, channel_base=2048, channel_max=128,
+                 face_feat_channels=16, bg_feat_channels=16, unet_channel_base=2048, unet_channel_max=64,
+                 unet_min_res=16, disc_channel_base=2048, disc_channel_max=128),
+    # 512 px, one GPU. StyleGAN2's channel counts (512 up to 32 px, halving to 32 at 512 px) for every network;
+    # StyleAvatar's own generator is a DoubleStyleUnet (a first StyleUNet at half resolution that fuses the face
+    # texture and background features, a second one that decodes the fused features at full size, wavelet up- and
+    # down-sampling), of which this single StyleUNet at output size is a simplification.
+    "full": dict(size=512, texture_size=512, style_dim=512, mapping_layers=8, channel_base=16384, channel_max=512,
+                 face_feat_channels=32, bg_feat_channels=32, unet_channel_base=16384, unet_channel_max=512,
+                 unet_min_res=8, disc_channel_base=16384, disc_channel_max=512),
+}

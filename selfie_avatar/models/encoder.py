@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from selfie_avatar.face_model.names import NUM_BLENDSHAPES
 from selfie_avatar.geometry.rotation import rotation_6d_to_matrix
+from selfie_avatar.tracking.codes import TorchCodes
 
 __all__ = ["EncoderNetConfig", "CodeEncoder"]
 
@@ -106,7 +107,7 @@ class CodeEncoder(nn.Module):
     Example:
         >>> enc = CodeEncoder(width=8).eval()
         >>> out = enc(torch.zeros(2, 3, 64, 64))
-        >>> out["rotation"].shape, out["translation"].shape, out["expression"].shape
+        >>> out.rotation.shape, out.translation.shape, out.expression.shape
         (torch.Size([2, 3, 3]), torch.Size([2, 2]), torch.Size([2, 52]))
     """
 
@@ -143,15 +144,15 @@ class CodeEncoder(nn.Module):
         if not image.is_floating_point():
             raise ValueError(f"image must be a float tensor in [-1, 1], got {image.dtype}")
 
-    def forward_relative(self, image: Tensor) -> dict[str, Tensor]:
+    def forward_relative(self, image: Tensor) -> TorchCodes:
         """Codes with pose relative to the crop side (what the losses compare; independent of the input size).
 
         Args:
             image: face crops in [-1, 1].
 
         Returns:
-            ``rotation`` (B, 3, 3), ``scale`` (B,) = pixels per model unit / S, ``translation`` (B, 2) = pixels / S
-            (0 and 1 are the crop's edges), ``expression`` (B, E) in [0, 1], ``expression_logits`` (B, E).
+            :class:`TorchCodes`: rotation (B, 3, 3), scale (B,) = pixels per model unit / S, translation (B, 2) =
+            pixels / S (0 and 1 are the crop's edges), expression (B, E) in [0, 1].
 
         Shape:
             - image: :math:`(B, 3, S, S)`
@@ -164,29 +165,20 @@ class CodeEncoder(nn.Module):
         x = self.features(torch.cat([image, coords], 1)).mean((2, 3))
         raw = self.head(x)
         rot = rotation_6d_to_matrix(raw[:, :6] + self._identity_6d.to(raw.dtype))
-        logits = raw[:, 9:]
-        return {
-            "rotation": rot,
-            "scale": self.config.scale_ref * torch.exp(raw[:, 6]),
-            "translation": 0.5 + raw[:, 7:9],
-            "expression": torch.sigmoid(logits),
-            "expression_logits": logits,
-        }
+        return TorchCodes(rot, self.config.scale_ref * torch.exp(raw[:, 6]), 0.5 + raw[:, 7:9],
+                          torch.sigmoid(raw[:, 9:]))
 
-    def forward(self, image: Tensor) -> dict[str, Tensor]:
+    def forward(self, image: Tensor) -> TorchCodes:
         """Codes in the conventions of ``tracking.npz``, pose in pixels of the input.
 
         Args:
             image: face crops in [-1, 1].
 
         Returns:
-            ``rotation`` (B, 3, 3) model -> camera, ``scale`` (B,) pixels per model unit, ``translation`` (B, 2)
-            pixels (screen position of the model origin), ``expression`` (B, E) scores in [0, 1].
+            :class:`TorchCodes`: rotation (B, 3, 3) model -> camera, scale (B,) pixels per model unit, translation
+            (B, 2) pixels (screen position of the model origin), expression (B, E) scores in [0, 1].
 
         Shape:
             - image: :math:`(B, 3, S, S)`
         """
-        rel = self.forward_relative(image)
-        s = image.shape[-1]
-        return {"rotation": rel["rotation"], "scale": rel["scale"] * s, "translation": rel["translation"] * s,
-                "expression": rel["expression"]}
+        return self.forward_relative(image).scaled(image.shape[-1])

@@ -1,7 +1,7 @@
 """What the networks are made of: parameter counts per submodule and the shape of every output, for a preset.
 
 Used by the training notebook (and handy in a shell) to see how a ``ModelConfig`` turns into networks without
-reading the code: ``print(format_table(network_summary(ModelConfig.tiny())["parameters"]))``
+reading the code: ``print(format_table(network_summary(ModelConfig.preset("tiny"))["parameters"]))``
 (``selfie_avatar.utils.table``).
 """
 
@@ -47,7 +47,7 @@ def network_summary(cfg: ModelConfig, batch: int = 1, device: str | torch.device
     """Build the avatar generator and the discriminator for ``cfg`` and run each once on blank inputs.
 
     Args:
-        cfg: the architecture (e.g. ``ModelConfig.tiny()``).
+        cfg: the architecture (e.g. ``ModelConfig.preset("tiny")``).
         batch: batch size of the blank inputs.
         device: where to build and run them.
 

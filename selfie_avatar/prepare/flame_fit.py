@@ -32,6 +32,7 @@ from selfie_avatar.tracking.status import DETECTED, MISSING, face_extent
 from selfie_avatar.prepare.flame_landmarks import FlameLandmarks
 from selfie_avatar.prepare.least_squares import levenberg_marquardt
 from selfie_avatar.prepare.tracking import TrackingResult, smooth_series, tracking_result, umeyama
+from selfie_avatar.tracking.codes import HeadCodes
 from selfie_avatar.render.camera import project
 from selfie_avatar.geometry.rotation import axis_angle_to_matrix
 from selfie_avatar.utils.log import get_logger
@@ -255,10 +256,8 @@ def fit_flame_tracking(landmarks: np.ndarray, status: np.ndarray, flame: FLAME, 
             code = as_t(expr[rows])
             pts = model_lm(shape, code[:, :n], code[:, n:])
             fitted[a:a + chunk] = project(pts, as_t(rot[rows]), as_t(scale[rows]), as_t(trans[rows, :2])).cpu().numpy()
-    # Depth offset: the one the landmarks' own (relative) depth suggests, so z keeps MediaPipe's ordering.
-    trans[idx, 2] = (np.where(lm_ok, target_np[..., 2] - fitted[..., 2], 0).sum(1) / np.maximum(lm_ok.sum(1), 1))
     err = np.full(N, np.nan)
     det = status[idx] == DETECTED
     dist = np.linalg.norm(fitted[..., :2] - target_np[..., :2], axis=-1)
     err[idx[det]] = (np.where(lm_ok, dist, 0).sum(1) / np.maximum(lm_ok.sum(1), 1))[det]
-    return tracking_result(status, rot, scale, trans, expr, landmarks, err, model)
+    return tracking_result(status, HeadCodes(rot, scale, trans, expr), landmarks, err, model)

@@ -29,7 +29,7 @@ from selfie_avatar.io.image import write_image
 from selfie_avatar.io.prefetch import prefetch
 from selfie_avatar.io.video import VideoInfo, iter_frames, probe_video
 from selfie_avatar.prepare.background import BackgroundEstimator
-from selfie_avatar.prepare.crop import CropBox, crop_frame
+from selfie_avatar.tracking.crop import CropBox, crop_frame, outside_fraction
 from selfie_avatar.prepare.matte import HULL_SOURCE, SEGMENTER_SOURCE, create_matter, hull_matte
 from selfie_avatar.prepare.preview import PreviewCollector
 from selfie_avatar.tracking.status import DETECTED, INTERPOLATED, MISSING, STATUS_NAMES
@@ -41,7 +41,6 @@ from selfie_avatar.geometry.rotation import matrix_to_euler
 from selfie_avatar.utils.atomic import atomic_dir, atomic_path, write_json_atomic
 from selfie_avatar.utils.device import resolve_device
 from selfie_avatar.utils.log import get_logger
-from selfie_avatar.tracking.codes import HeadCodes
 from selfie_avatar.tracking.pose import render_codes
 
 log = get_logger("prepare")
@@ -187,7 +186,7 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
 
 @torch.no_grad()
 def _render_batch(renderer: MeshRenderer, model, track: TrackingResult, idx: np.ndarray, device: torch.device):
-    out = render_codes(renderer, model, HeadCodes.from_tracking(track, idx), device)
+    out = render_codes(renderer, model, track.codes[idx], device)
     valid = torch.from_numpy(track.status[idx] != MISSING).to(device)[:, None, None, None]
     render = (out["render"] * valid).permute(0, 2, 3, 1).mul(255).round().clamp(0, 255).byte().cpu().numpy()
     uv = (out["uv"] * valid).permute(0, 2, 3, 1).cpu().numpy()
@@ -195,10 +194,11 @@ def _render_batch(renderer: MeshRenderer, model, track: TrackingResult, idx: np.
 
 
 def _write_tracking(path: Path, track: TrackingResult, seq, box: CropBox, info: VideoInfo) -> None:
-    euler = matrix_to_euler(torch.from_numpy(track.rotation)).numpy()
+    codes = track.codes
+    euler = matrix_to_euler(torch.from_numpy(codes.rotation)).numpy()
     arrays = dict(
-        status=track.status, rotation=track.rotation, scale=track.scale, translation=track.translation,
-        euler_deg=np.degrees(euler).astype(np.float32), expression=track.expression,
+        status=track.status, rotation=codes.rotation, scale=codes.scale, translation=codes.translation_3d(),
+        euler_deg=np.degrees(euler).astype(np.float32), expression=codes.expression,
         expression_names=np.array(track.model.expression_names), landmarks=track.landmarks,
         landmarks_frame=box.points_to_frame(track.landmarks), error_px=track.error_px,
         error_rel=track.error_rel.astype(np.float32), face_size=track.face_size, confidence=track.confidence,
@@ -243,6 +243,7 @@ def _meta(cfg, info, seq, box, track, split, matte_source, bg_hole_fraction, sec
         "frame_status": counts,
         "frames_with_several_faces": multi,
         "crop": box.to_dict(),
+        "crop_outside_fraction": outside_fraction(box, seq.frame_size[1], seq.frame_size[0]),
         "split": {"train": split.train, "validation": split.validation, "test": split.test,
                   "test_fraction": cfg.held_out_fraction, "validation_fraction": cfg.validation_fraction},
         "camera": {"model": "scaled_orthographic", "image_size": [cfg.size, cfg.size],

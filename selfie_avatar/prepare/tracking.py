@@ -23,6 +23,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from selfie_avatar.face_model import BlendshapeFaceModel, FaceModel, NUM_BLENDSHAPES, NUM_MESH_VERTICES
 from selfie_avatar.prepare.sequence import runs_of
+from selfie_avatar.tracking.codes import HeadCodes
 from selfie_avatar.tracking.status import DETECTED, INTERPOLATED, MISSING, face_extent
 
 
@@ -32,11 +33,10 @@ class TrackingResult:
 
     Attributes:
         status: (N,) int8 DETECTED / INTERPOLATED / MISSING.
-        rotation: (N, 3, 3) head rotation, model -> camera.
-        scale: (N,) camera scale (crop pixels per model unit).
-        translation: (N, 3) camera translation in crop pixels (z only orders depth).
-        expression: (N, E) codes: 52 blendshape scores, then the PCA coefficients (FLAME: its expression
-            coefficients, then the jaw's axis-angle rotation; see :mod:`.flame_fit`).
+        codes: the fitted :class:`HeadCodes`: rotation (N, 3, 3) model -> camera, scale (N,) crop pixels per
+            model unit, translation (N, 2) crop pixels, expression (N, E): 52 blendshape scores, then the PCA
+            coefficients (FLAME: its expression coefficients, then the jaw's axis-angle rotation; see
+            :mod:`.flame_fit`).
         landmarks: (N, L, 3) detected (or interpolated) landmarks in crop pixels.
         error_px: (N,) mean 2D distance between fitted and detected landmarks (NaN unless DETECTED).
         face_size: (N,) face extent in crop pixels.
@@ -45,10 +45,7 @@ class TrackingResult:
     """
 
     status: np.ndarray
-    rotation: np.ndarray
-    scale: np.ndarray
-    translation: np.ndarray
-    expression: np.ndarray
+    codes: HeadCodes
     landmarks: np.ndarray
     error_px: np.ndarray
     face_size: np.ndarray
@@ -191,11 +188,11 @@ def fit_tracking(landmarks: np.ndarray, scores: np.ndarray, status: np.ndarray, 
     err = np.full(N, np.nan)
     det = status == DETECTED
     err[det] = np.linalg.norm(fitted[det, :, :2] - landmarks[det, :NUM_MESH_VERTICES, :2], axis=-1).mean(-1)
-    return tracking_result(status, rot, scale, trans, expr, landmarks, err, model)
+    return tracking_result(status, HeadCodes(rot, scale, trans, expr), landmarks, err, model)
 
 
-def tracking_result(status: np.ndarray, rotation: np.ndarray, scale: np.ndarray, translation: np.ndarray,
-                    expression: np.ndarray, landmarks: np.ndarray, error_px: np.ndarray, model) -> TrackingResult:
+def tracking_result(status: np.ndarray, codes: HeadCodes, landmarks: np.ndarray, error_px: np.ndarray,
+                    model) -> TrackingResult:
     """A :class:`TrackingResult` from a fit, with face size and confidence filled in the same way for every face
     model (float32 arrays)."""
     valid = status != MISSING
@@ -206,10 +203,8 @@ def tracking_result(status: np.ndarray, rotation: np.ndarray, scale: np.ndarray,
     # 3% of the face size (a few pixels at 256) is a typical good fit; confidence halves at about 5%.
     conf[valid] = np.exp(-((rel[valid] / 0.06) ** 2)) * np.where(status[valid] == INTERPOLATED, 0.5, 1.0)
     return TrackingResult(
-        status=status.astype(np.int8), rotation=rotation.astype(np.float32), scale=scale.astype(np.float32),
-        translation=translation.astype(np.float32), expression=expression.astype(np.float32),
-        landmarks=landmarks.astype(np.float32), error_px=error_px.astype(np.float32),
-        face_size=size.astype(np.float32), confidence=conf.astype(np.float32), model=model,
+        status=status.astype(np.int8), codes=codes, landmarks=landmarks.astype(np.float32),
+        error_px=error_px.astype(np.float32), face_size=size.astype(np.float32), confidence=conf.astype(np.float32), model=model,
     )
 
 

@@ -29,7 +29,7 @@ class AvatarRenderer(torch.nn.Module):
 
     Example:
         >>> renderer = AvatarRenderer(avatar, subject.face_model(), subject.size)   # doctest: +SKIP
-        >>> out = renderer(HeadCodes.from_tracking(subject.tracking, [0]))          # doctest: +SKIP
+        >>> out = renderer(subject.codes([0]))          # doctest: +SKIP
         >>> out["image"].shape                                                       # doctest: +SKIP
         torch.Size([1, 3, 256, 256])
     """

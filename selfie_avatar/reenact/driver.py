@@ -22,7 +22,7 @@ from selfie_avatar.config import PrepareConfig
 from selfie_avatar.errors import NoFaceError
 from selfie_avatar.io.prefetch import prefetch
 from selfie_avatar.io.video import VideoInfo, iter_frames, probe_video
-from selfie_avatar.prepare.crop import CropBox, compute_crop, crop_frame
+from selfie_avatar.tracking.crop import CropBox, compute_crop, crop_frame
 from selfie_avatar.tracking.status import MISSING
 from selfie_avatar.tracking.codes import HeadCodes
 
@@ -74,7 +74,7 @@ def track_driver(video: str, size: int, max_frames: int | None = None, landmarke
     except NoFaceError as exc:
         raise NoFaceError(f"the driving video shows no usable face: {exc}") from exc
     timer.seconds["total"] = time.perf_counter() - t
-    return DriverCodes(HeadCodes.from_tracking(clip.tracking), clip.tracking.status != MISSING, clip.box, clip.info,
+    return DriverCodes(clip.tracking.codes, clip.tracking.status != MISSING, clip.box, clip.info,
                        "tracked", dict(timer.seconds))
 
 
@@ -100,7 +100,8 @@ def first_face(frames: Iterator[np.ndarray], size: int, landmarker: str | None =
                 break
             d = det.detect(frame)
             if d.found:
-                return i, frame, compute_crop(d.points[None], np.ones(1, bool), size, crop_scale, crop_shift_y)
+                return i, frame, compute_crop(d.points[None], np.ones(1, bool), size, crop_scale, crop_shift_y,
+                                                       frame_size=(frame.shape[1], frame.shape[0]))
     raise NoFaceError(f"{source}: no face in its first {search} frames; the crop is placed on the first face found")
 
 
@@ -108,9 +109,7 @@ def first_face(frames: Iterator[np.ndarray], size: int, landmarker: str | None =
 def predict_codes(encoder, crops: np.ndarray, size: int) -> HeadCodes:
     """The encoder's codes of ``(B, s, s, 3)`` uint8 crops (``s`` = the encoder's side), in a crop of side ``size``."""
     x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-    out = {k: v.float().cpu().numpy() for k, v in encoder.predict(x).items()}
-    codes = HeadCodes(out["rotation"], out["scale"], out["translation"], out["expression"])
-    return codes.scaled(size / float(crops.shape[1]))
+    return encoder.predict(x).numpy().scaled(size / float(crops.shape[1]))
 
 
 def encode_driver(video: str, encoder, size: int, max_frames: int | None = None, landmarker: str | None = None,
@@ -118,8 +117,8 @@ def encode_driver(video: str, encoder, size: int, max_frames: int | None = None,
     """Codes of every frame from the 3DMM encoder, in a crop of side ``size`` placed once (:func:`first_face`).
 
     Args:
-        encoder: a loaded encoder with ``predict(crops (B, 3, s, s) in [-1, 1]) -> dict`` and ``size`` (its input
-            side); see :func:`selfie_avatar.training.encoder.load_encoder`.
+        encoder: a loaded encoder with ``predict(crops (B, 3, s, s) in [-1, 1]) -> TorchCodes`` and ``size`` (its
+            input side); see :func:`selfie_avatar.training.encoder.load_encoder`.
     """
     info = probe_video(video)
     t0 = time.perf_counter()

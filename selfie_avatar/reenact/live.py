@@ -26,7 +26,7 @@ from selfie_avatar.config import LiveConfig, config_to_dict
 from selfie_avatar.errors import NoFaceError, SelfieAvatarError
 from selfie_avatar.io.video import iter_frames, probe_video
 from selfie_avatar.io.video_writer import VideoWriter
-from selfie_avatar.prepare.crop import CropBox, crop_frame
+from selfie_avatar.tracking.crop import CropBox, crop_frame
 from selfie_avatar.tracking.status import face_extent
 from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
 from selfie_avatar.utils.images import SIGNED, to_uint8
@@ -153,7 +153,7 @@ def live(cfg: LiveConfig) -> LiveResult:
     except ValueError as exc:
         raise SelfieAvatarError(str(exc)) from exc
     tracking = subject.tracking
-    rest = HeadCodes.from_tracking(tracking, [choose_rest_frame(tracking, subject.train_indices)])
+    rest = subject.codes([choose_rest_frame(tracking, subject.train_indices)])
     warm = renderer.geometry(rest)
     for _ in range(2):  # torch.compile compiles on the first call: keep that out of the measured loop
         generate(warm["render"], warm["uv"])

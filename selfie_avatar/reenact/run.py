@@ -27,12 +27,11 @@ from selfie_avatar.face_model import NUM_BLENDSHAPES
 from selfie_avatar.io.prefetch import prefetch
 from selfie_avatar.io.video import iter_frames, probe_video
 from selfie_avatar.io.video_writer import VideoWriter
-from selfie_avatar.prepare.crop import CropBox, paste_back
+from selfie_avatar.tracking.crop import CropBox, paste_back
 from selfie_avatar.tracking.status import MISSING
 from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
 from selfie_avatar.utils.images import SIGNED, to_uint8
 from selfie_avatar.reenact.codes import choose_rest_frame, hold_missing, transfer
-from selfie_avatar.tracking.codes import HeadCodes
 from selfie_avatar.reenact.driver import encode_driver, track_driver
 from selfie_avatar.utils.atomic import write_json_atomic
 from selfie_avatar.utils.device import resolve_device
@@ -125,7 +124,7 @@ def reenact(cfg: ReenactConfig) -> ReenactResult:
     tracking = subject.tracking
     rest = _rest_frame(cfg, subject, tracking)
     flame = subject.meta.get("face_model", {}).get("kind") == "flame"
-    out_codes = transfer(codes, HeadCodes.from_tracking(tracking, [rest]), cfg.pose, cfg.neutral,
+    out_codes = transfer(codes, subject.codes([rest]), cfg.pose, cfg.neutral,
                          cfg.expression_scale, reference,
                          shared=renderer.face_model.num_expression if flame else NUM_BLENDSHAPES, bounded=not flame)
 

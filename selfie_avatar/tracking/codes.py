@@ -6,7 +6,11 @@ conventions (crop pixels of a ``size`` x ``size`` crop):
     translation  (N, 2)     screen position of the model origin, crop pixels
     expression   (N, E)     the 52 MediaPipe blendshape scores, then the subject's own PCA codes (or FLAME's codes)
 
-``tracking/pose.py`` turns them into posed vertices, landmarks, ``I_R`` and ``I_UV``.
+``tracking/pose.py`` turns them into posed vertices, landmarks, ``I_R`` and ``I_UV``. The tracker's fit
+(``prepare``'s ``TrackingResult.codes``), the subject folder (:meth:`HeadCodes.from_tracking`), the 3DMM encoder's
+predictions (:class:`TorchCodes`, pixels of its input or relative to the crop side) and reenactment all hand codes
+on in these two classes. ``tracking.npz`` stores the translation as (N, 3) with z = 0: an orthographic camera
+ignores a depth offset, so it is read as (N, 2).
 """
 
 from __future__ import annotations
@@ -41,11 +45,10 @@ class HeadCodes:
         return HeadCodes(self.rotation[idx], self.scale[idx], self.translation[idx], self.expression[idx])
 
     @classmethod
-    def from_tracking(cls, tracking: dict | object, indices=None) -> "HeadCodes":
-        """Codes of a ``tracking.npz`` dict (or a :class:`TrackingResult`), optionally a subset of frames."""
-        get = (lambda k: tracking[k]) if isinstance(tracking, dict) else (lambda k: getattr(tracking, k))
+    def from_tracking(cls, tracking: dict, indices=None) -> "HeadCodes":
+        """Codes of a ``tracking.npz`` dict (``Subject.tracking``), optionally a subset of frames."""
         idx = slice(None) if indices is None else np.asarray(indices)
-        return cls(get("rotation")[idx], get("scale")[idx], get("translation")[idx], get("expression")[idx])
+        return cls(*(tracking[k][idx] for k in FIELDS))
 
     def torch(self, device: str | torch.device = "cpu") -> "TorchCodes":
         """The same codes as float32 tensors on ``device``."""
@@ -63,12 +66,48 @@ class HeadCodes:
         return HeadCodes(self.rotation, self.scale * factor, self.translation * factor, self.expression)
 
 
+    def translation_3d(self) -> np.ndarray:
+        """(N, 3) translation with z = 0, the shape ``tracking.npz`` stores."""
+        return np.concatenate([self.translation, np.zeros((len(self), 1), np.float32)], 1)
+
+
+FIELDS = ("rotation", "scale", "translation", "expression")
+
+
 @dataclass
 class TorchCodes:
     """:class:`HeadCodes` as tensors (``HeadCodes.torch``): rotation (B, 3, 3), scale (B,), translation (B, 2),
-    expression (B, E). Differentiable where the tensors are."""
+    expression (B, E). Differentiable where the tensors are.
+
+    The encoder also uses this form for pose relative to the crop side (scale in crop sides per model unit,
+    translation in crop sides, 0 and 1 the crop's edges); :meth:`scaled` turns it into pixels of a crop.
+    """
 
     rotation: torch.Tensor
     scale: torch.Tensor
     translation: torch.Tensor
     expression: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.rotation)
+
+    @classmethod
+    def of(cls, fields: dict[str, torch.Tensor]) -> "TorchCodes":
+        """The codes among a batch dict's fields (``rotation``, ``scale``, ``translation``, ``expression``)."""
+        return cls(*(fields[k] for k in FIELDS))
+
+    @classmethod
+    def concat(cls, parts: list["TorchCodes"]) -> "TorchCodes":
+        """The frames of several :class:`TorchCodes`, in order."""
+        return cls(*(torch.cat([getattr(p, k) for p in parts]) for k in FIELDS))
+
+    def scaled(self, factor: float) -> "TorchCodes":
+        """The same codes for a crop ``factor`` times larger (pixels scale, rotation and expression do not)."""
+        return TorchCodes(self.rotation, self.scale * factor, self.translation * factor, self.expression)
+
+    def to(self, device: str | torch.device) -> "TorchCodes":
+        return TorchCodes(*(getattr(self, k).to(device) for k in FIELDS))
+
+    def numpy(self) -> HeadCodes:
+        """The same codes as a :class:`HeadCodes` (float32 arrays, detached, on the CPU)."""
+        return HeadCodes(*(getattr(self, k).detach().float().cpu().numpy() for k in FIELDS))

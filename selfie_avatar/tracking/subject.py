@@ -26,6 +26,7 @@ import numpy as np
 from selfie_avatar.errors import SelfieAvatarError, SubjectError
 from selfie_avatar.face_model import FaceModel, load_face_model
 from selfie_avatar.io.image import png_problem, read_image, read_png16, write_image, write_png16
+from selfie_avatar.tracking.codes import HeadCodes
 from selfie_avatar.utils.atomic import read_json
 
 FORMAT_NAME = "selfie_avatar.subject"
@@ -149,6 +150,10 @@ class Subject:
                 return {k: z[k] for k in z.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise SubjectError(f"{path} cannot be read ({exc}); {self._redo}") from exc
+
+    def codes(self, indices=None) -> HeadCodes:
+        """The tracked head codes of the given frames (all by default), the one typed form every stage uses."""
+        return HeadCodes.from_tracking(self.tracking, indices)
 
     @property
     def _redo(self) -> str:

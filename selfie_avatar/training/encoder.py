@@ -45,6 +45,7 @@ from selfie_avatar.training.encoder_checkpoint import LoadedEncoder, load_encode
 from selfie_avatar.training.encoder_data import AugmentSettings, augment_batch
 from selfie_avatar.training.encoder_report import METRICS, model_landmarks
 from selfie_avatar.training.module import NonFiniteLossError
+from selfie_avatar.tracking.codes import TorchCodes
 from selfie_avatar.utils.log import get_logger
 
 __all__ = ["DEFAULT_LOSS_WEIGHTS", "EncoderModule", "EncoderTrainResult", "LoadedEncoder", "load_encoder",
@@ -97,7 +98,7 @@ class EncoderModule(LightningModule):
         self._gen: torch.Generator | None = None
         self._t0 = time.perf_counter()
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor) -> TorchCodes:
         """Relative codes of crops in [-1, 1] (:meth:`CodeEncoder.forward_relative`)."""
         return self.encoder.forward_relative(image)
 
@@ -112,18 +113,18 @@ class EncoderModule(LightningModule):
             return augment_batch(batch, self._generator(), self.augment_settings)
         return {**batch, "image": batch["image"].float() / 127.5 - 1}
 
-    def loss_terms(self, pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Each loss term (unweighted) of relative predictions against relative targets (module docstring)."""
+    def loss_terms(self, pred: TorchCodes, target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each loss term (unweighted) of relative predictions against a batch's relative targets (module
+        docstring)."""
         eps = 1e-8  # inside the square roots: their gradient at an exact hit would be 0/0
         terms = {
-            "rotation": ((pred["rotation"] - target["rotation"]).square().sum((-1, -2)) + eps).sqrt().mean(),
-            "scale": (pred["scale"].log() - target["scale"].log()).abs().mean(),
-            "translation": ((pred["translation"] - target["translation"]).square().sum(-1) + eps).sqrt().mean(),
-            "expression": (pred["expression"] - target["expression"]).abs().mean(),
+            "rotation": ((pred.rotation - target["rotation"]).square().sum((-1, -2)) + eps).sqrt().mean(),
+            "scale": (pred.scale.log() - target["scale"].log()).abs().mean(),
+            "translation": ((pred.translation - target["translation"]).square().sum(-1) + eps).sqrt().mean(),
+            "expression": (pred.expression - target["expression"]).abs().mean(),
         }
         if self.loss_weights["landmarks"] > 0:
-            lm = model_landmarks(self.face_model, pred["expression"], pred["rotation"], pred["scale"],
-                                 pred["translation"], target["landmarks"].shape[1])
+            lm = model_landmarks(self.face_model, pred, target["landmarks"].shape[1])
             terms["landmarks"] = ((lm - target["landmarks"]).square().sum(-1) + eps).sqrt().mean()
         return terms
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from selfie_avatar import __version__
 from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.models.encoder import CodeEncoder, EncoderNetConfig
+from selfie_avatar.tracking.codes import TorchCodes
 from selfie_avatar.utils.atomic import atomic_path
 from selfie_avatar.utils.device import resolve_device
 
@@ -70,7 +71,7 @@ class LoadedEncoder:
     device: torch.device
 
     @torch.no_grad()
-    def predict(self, crops: torch.Tensor) -> dict[str, torch.Tensor]:
+    def predict(self, crops: torch.Tensor) -> TorchCodes:
         """Codes of face crops, in the conventions of ``tracking.npz`` for crops of the input's side.
 
         Args:
@@ -79,8 +80,8 @@ class LoadedEncoder:
                 network and the pose comes back in pixels of S.
 
         Returns:
-            On :attr:`device`: ``rotation`` (B, 3, 3) model -> camera; ``scale`` (B,) pixels of S per model unit;
-            ``translation`` (B, 3) pixels of S, z = 0 (``screen = scale * R @ X + translation``); ``expression``
+            :class:`TorchCodes` on :attr:`device`: rotation (B, 3, 3) model -> camera; scale (B,) pixels of S per
+            model unit; translation (B, 2) pixels of S (``screen = scale * R @ X + translation``); expression
             (B, 52) blendshape scores in [0, 1] (the subject's PCA codes are not predicted: use zeros).
 
         Shape:
@@ -100,10 +101,7 @@ class LoadedEncoder:
         if s != self.size:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
                               antialias=s > self.size)
-        rel = self.encoder.forward_relative(x)
-        t = rel["translation"] * s
-        return {"rotation": rel["rotation"], "scale": rel["scale"] * s,
-                "translation": torch.cat([t, torch.zeros_like(t[:, :1])], 1), "expression": rel["expression"]}
+        return self.encoder.forward_relative(x).scaled(s)
 
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> LoadedEncoder:

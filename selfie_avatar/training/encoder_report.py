@@ -36,73 +36,72 @@ METRICS = ("rotation_deg", "scale_pct", "translation_px", "expression_mae", "lan
 
 @torch.no_grad()
 def predict_relative(encoder: CodeEncoder, images: Tensor, device: torch.device, batch_size: int = 64
-                     ) -> dict[str, Tensor]:
+                     ) -> TorchCodes:
     """Relative codes (see :meth:`CodeEncoder.forward_relative`) of uint8 crops (N, 3, S, S), on the CPU."""
     encoder = encoder.eval()
-    parts: dict[str, list[Tensor]] = {}
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device).float() / 127.5 - 1
-        for k, v in encoder.forward_relative(x).items():
-            parts.setdefault(k, []).append(v.cpu())
-    return {k: torch.cat(v) for k, v in parts.items()}
+    parts = [encoder.forward_relative(images[a:a + batch_size].to(device).float() / 127.5 - 1).to("cpu")
+             for a in range(0, len(images), batch_size)]
+    return TorchCodes.concat(parts)
 
 
-def model_landmarks(face_model: FaceModel, scores: Tensor, rotation: Tensor, scale: Tensor, translation: Tensor,
-                    num_landmarks: int) -> Tensor:
-    """Projected model landmarks for 52 blendshape scores, every other code (the subject's PCA) zero.
+def model_landmarks(face_model: FaceModel, codes: TorchCodes, num_landmarks: int) -> Tensor:
+    """Projected model landmarks for codes holding 52 blendshape scores, every other code (the subject's PCA)
+    zero.
 
     Args:
         face_model: the subject's face model.
-        scores: blendshape scores.
-        rotation, scale, translation: camera (any consistent unit: relative pose gives relative points).
+        codes: pose in any consistent unit (relative pose gives relative points) and 52 blendshape scores.
         num_landmarks: leading landmarks kept (those the tracked landmarks hold for the mesh).
 
     Returns:
         2D landmark positions.
 
     Shape:
-        - scores: :math:`(B, 52)`; rotation :math:`(B, 3, 3)`; scale :math:`(B,)`; translation :math:`(B, 2)`
+        - codes: rotation :math:`(B, 3, 3)`; scale :math:`(B,)`; translation :math:`(B, 2)`; expression :math:`(B, 52)`
         - output: :math:`(B, L, 2)`
     """
+    scores = codes.expression
     if scores.dim() != 2 or scores.shape[1] != NUM_BLENDSHAPES:
         raise ValueError(f"scores must be (B, {NUM_BLENDSHAPES}), got {tuple(scores.shape)}")
     expression = scores.new_zeros(scores.shape[0], face_model.num_expression)
     expression[:, :NUM_BLENDSHAPES] = scores
-    return posed_landmarks(face_model, TorchCodes(rotation, scale, translation, expression), num_landmarks)
+    return posed_landmarks(face_model, TorchCodes(codes.rotation, codes.scale, codes.translation, expression),
+                           num_landmarks)
 
 
 @torch.no_grad()
-def code_errors(pred: dict[str, Tensor], target: dict[str, Tensor], face_model: FaceModel, crop_px: float
+def code_errors(pred: TorchCodes, target: dict[str, Tensor], face_model: FaceModel, crop_px: float
                 ) -> dict[str, np.ndarray]:
     """Per-frame errors of relative codes ``pred`` against ``target`` (fields of :func:`load_codes`).
 
     Args:
-        pred: ``rotation``, ``scale``, ``translation``, ``expression`` (relative pose), N frames.
-        target: the same plus ``landmarks`` (N, L, 2), relative.
+        pred: relative pose and 52 scores, N frames.
+        target: ``rotation``, ``scale``, ``translation``, ``expression`` (relative pose) and ``landmarks``
+            (N, L, 2), relative.
         face_model: the subject's face model (on the CPU).
         crop_px: side of the crop the pixel errors are reported in.
 
     Returns:
         {metric: (N,) array} for :data:`METRICS`.
     """
-    rel_rot = pred["rotation"].transpose(-1, -2) @ target["rotation"]
-    lm = model_landmarks(face_model, pred["expression"][:, :NUM_BLENDSHAPES], pred["rotation"], pred["scale"],
-                         pred["translation"], target["landmarks"].shape[1])
+    rel_rot = pred.rotation.transpose(-1, -2) @ target["rotation"]
+    lm = model_landmarks(face_model, TorchCodes(pred.rotation, pred.scale, pred.translation,
+                                                pred.expression[:, :NUM_BLENDSHAPES]), target["landmarks"].shape[1])
     return {
         "rotation_deg": torch.rad2deg(matrix_to_axis_angle(rel_rot).norm(dim=-1)).numpy(),
-        "scale_pct": (100 * (pred["scale"] / target["scale"] - 1).abs()).numpy(),
-        "translation_px": ((pred["translation"] - target["translation"]).norm(dim=-1) * crop_px).numpy(),
-        "expression_mae": (pred["expression"][:, :NUM_BLENDSHAPES] - target["expression"]).abs().mean(-1).numpy(),
+        "scale_pct": (100 * (pred.scale / target["scale"] - 1).abs()).numpy(),
+        "translation_px": ((pred.translation - target["translation"]).norm(dim=-1) * crop_px).numpy(),
+        "expression_mae": (pred.expression[:, :NUM_BLENDSHAPES] - target["expression"]).abs().mean(-1).numpy(),
         "landmark_px": ((lm - target["landmarks"]).norm(dim=-1).mean(-1) * crop_px).numpy(),
     }
 
 
-def constant_mean(train: dict[str, Tensor], n: int) -> dict[str, Tensor]:
+def constant_mean(train: dict[str, Tensor], n: int) -> TorchCodes:
     """The same prediction for ``n`` frames: the mean of the training codes (rotation projected onto SO(3))."""
     rot = orthonormalize(train["rotation"].double().mean(0)).float()
-    return {"rotation": rot.expand(n, 3, 3).clone(), "scale": train["scale"].mean().expand(n).clone(),
-            "translation": train["translation"].mean(0).expand(n, 2).clone(),
-            "expression": train["expression"].mean(0).expand(n, -1).clone()}
+    return TorchCodes(rot.expand(n, 3, 3).clone(), train["scale"].mean().expand(n).clone(),
+                      train["translation"].mean(0).expand(n, 2).clone(),
+                      train["expression"].mean(0).expand(n, -1).clone())
 
 
 @torch.no_grad()
@@ -171,7 +170,7 @@ def heldout_report(encoder: CodeEncoder, subject, train: dict[str, Tensor], face
         target = load_codes(subject, held, size, train["landmarks"].shape[1], progress)
         idx = target["frame_index"].numpy()
         enc = code_errors(predict_relative(encoder, target["image"], device), target, face_model, crop_px)
-        floor = code_errors(target, target, face_model, crop_px)["landmark_px"]
+        floor = code_errors(TorchCodes.of(target), target, face_model, crop_px)["landmark_px"]
         err = tr["error_px"][idx]
         report["frames"]["heldout"] = idx.tolist()
         report["heldout"] = {

@@ -29,28 +29,35 @@ class Preset:
     # GAN also costs a third of the step).
     loss_weights: tuple[tuple[str, float], ...] = ()
     time_code: bool = True
+    lr_decay: float = 0.0  # the last fraction of the budget over which the learning rates fall (module.lr_scale)
 
 
 CPU_LOSSES = (("adversarial", 0.0),)
 
+# The training schedule of each preset; its networks are models.config.NETWORK_PRESETS under the same name.
+SCHEDULES: dict[str, dict] = {
+    "tiny": dict(batch_size=2, max_steps=12, max_minutes=None, lr_g=2e-3, lr_d=2e-3, freeze_after=6, ema_decay=0.9,
+                 val_every=6, image_every=6, r1_interval=4, feature_window=32),
+    "cpu": dict(batch_size=4, max_steps=100_000, max_minutes=10.0, lr_g=4e-3, lr_d=2e-3, freeze_after=300,
+                ema_decay=0.995, val_every=100, image_every=100, r1_interval=16, feature_window=64,
+                loss_weights=CPU_LOSSES, time_code=False),
+    "lite": dict(batch_size=2, max_steps=100_000, max_minutes=20.0, lr_g=4e-3, lr_d=2e-3, freeze_after=300,
+                 ema_decay=0.995, val_every=100, image_every=100, r1_interval=16, feature_window=128,
+                 loss_weights=CPU_LOSSES, time_code=False),
+    "full": dict(batch_size=8, max_steps=200_000, max_minutes=None, lr_g=2e-3, lr_d=2e-3, freeze_after=10_000,
+                 ema_decay=0.999, val_every=2000, image_every=1000, r1_interval=16),
+}
+
 
 def get_preset(name: str) -> Preset:
-    if name == "tiny":
-        return Preset(ModelConfig.tiny(), batch_size=2, max_steps=12, max_minutes=None, lr_g=2e-3, lr_d=2e-3,
-                      freeze_after=6, ema_decay=0.9, val_every=6, image_every=6, r1_interval=4,
-                      feature_window=32)
-    if name == "cpu":
-        return Preset(ModelConfig.cpu(), batch_size=4, max_steps=100_000, max_minutes=10.0, lr_g=4e-3, lr_d=2e-3,
-                      freeze_after=300, ema_decay=0.995, val_every=100, image_every=100,
-                      r1_interval=16, feature_window=64, loss_weights=CPU_LOSSES, time_code=False)
-    if name == "lite":  # 256 px with narrow channels: the real-time CPU avatar (ModelConfig.lite)
-        return Preset(ModelConfig.lite(), batch_size=2, max_steps=100_000, max_minutes=20.0, lr_g=4e-3, lr_d=2e-3,
-                      freeze_after=300, ema_decay=0.995, val_every=100, image_every=100, r1_interval=16,
-                      feature_window=128, loss_weights=CPU_LOSSES, time_code=False)
-    if name == "full":
-        return Preset(ModelConfig.full(), batch_size=8, max_steps=200_000, max_minutes=None, lr_g=2e-3, lr_d=2e-3,
-                      freeze_after=10_000, ema_decay=0.999, val_every=2000, image_every=1000, r1_interval=16)
-    raise ValueError(f"unknown preset {name!r}; choose {', '.join(PRESETS)}")
+    """The named preset: its networks and its training schedule.
+
+    Raises:
+        ValueError: an unknown preset name.
+    """
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown preset {name!r}; choose {', '.join(PRESETS)}")
+    return Preset(ModelConfig.preset(name), **SCHEDULES[name])
 
 
 PRESETS = tuple(PRESET_HELP)  # the names, in order, as config.PRESETS lists them

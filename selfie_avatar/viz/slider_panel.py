@@ -18,7 +18,6 @@ import numpy as np
 from selfie_avatar.face_model import BLENDSHAPE_GROUPS
 from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
 from selfie_avatar.reenact.codes import choose_rest_frame
-from selfie_avatar.tracking.codes import HeadCodes
 from selfie_avatar.viz.mesh3d import mesh_display_xyz
 from selfie_avatar.viz.sliders import SliderValues, slider_images, values_to_codes
 
@@ -67,7 +66,7 @@ class SliderPanel:
         self.names = renderer.face_model.expression_names
         self.tracking = subject.tracking
         self.rest_frame = choose_rest_frame(self.tracking, subject.train_indices)
-        rest = HeadCodes.from_tracking(self.tracking, [self.rest_frame])
+        rest = subject.codes([self.rest_frame])
         self.rest_scale = float(rest.scale[0])
         self.neutral = SliderValues.from_codes(rest, self.rest_scale)
         self._updating = False
@@ -161,7 +160,7 @@ class SliderPanel:
 
     def snap(self, frame: int) -> None:
         """Set the sliders to a training frame's tracked codes."""
-        self.set_values(SliderValues.from_codes(HeadCodes.from_tracking(self.tracking, [frame]), self.rest_scale))
+        self.set_values(SliderValues.from_codes(self.subject.codes([frame]), self.rest_scale))
 
     def _on_change(self, _change) -> None:
         if not self._updating:

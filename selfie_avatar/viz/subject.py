@@ -7,7 +7,6 @@ import torch
 
 from selfie_avatar.tracking.status import MISSING
 from selfie_avatar.tracking.subject import Subject
-from selfie_avatar.tracking.codes import HeadCodes
 from selfie_avatar.tracking.pose import posed_vertices
 from selfie_avatar.viz.plots import as_rgb, mesh_overlay, uv_image
 
@@ -69,7 +68,7 @@ def subject_mesh(subject: Subject, index: int, posed: bool = True) -> tuple[np.n
     if posed:
         if int(tr["status"][i]) == MISSING:
             raise ValueError(f"frame {i} of {subject.root} has no tracked face; choose a training frame")
-        verts = posed_vertices(model, HeadCodes.from_tracking(tr, [i]).torch())
+        verts = posed_vertices(model, subject.codes([i]).torch())
     else:
         verts = model(torch.from_numpy(tr["expression"][i : i + 1]).float())
     return verts[0].numpy().astype(np.float32), model.faces.numpy().astype(np.int64)

@@ -57,12 +57,12 @@ def test_encoder_shapes_and_ranges(size, norm):
     torch.nn.init.normal_(enc.head[-1].weight, std=0.5)
     enc.eval()
     out = enc(torch.rand(3, 3, size, size) * 2 - 1)
-    assert out["rotation"].shape == (3, 3, 3) and out["scale"].shape == (3,)
-    assert out["translation"].shape == (3, 2) and out["expression"].shape == (3, 52)
-    _assert_rotations(out["rotation"])
-    assert (out["scale"] > 0).all()
-    assert ((out["expression"] >= 0) & (out["expression"] <= 1)).all()
-    assert not torch.allclose(out["expression"], torch.full_like(out["expression"], 0.5))
+    assert out.rotation.shape == (3, 3, 3) and out.scale.shape == (3,)
+    assert out.translation.shape == (3, 2) and out.expression.shape == (3, 52)
+    _assert_rotations(out.rotation)
+    assert (out.scale > 0).all()
+    assert ((out.expression >= 0) & (out.expression <= 1)).all()
+    assert not torch.allclose(out.expression, torch.full_like(out.expression, 0.5))
 
 
 def test_pose_is_relative_to_the_crop_and_reported_in_pixels_of_the_input():
@@ -71,14 +71,14 @@ def test_pose_is_relative_to_the_crop_and_reported_in_pixels_of_the_input():
     # Untrained, the zero head predicts the identity, the reference scale, the crop centre and scores of 0.5.
     for s in (32, 96):
         out = enc(torch.zeros(2, 3, s, s))
-        assert torch.allclose(out["rotation"], torch.eye(3).expand(2, 3, 3), atol=1e-6)
-        assert torch.allclose(out["scale"], torch.full((2,), 0.0025 * s))
-        assert torch.allclose(out["translation"], torch.full((2, 2), s / 2))
-        assert torch.allclose(out["expression"], torch.full((2, 52), 0.5))
+        assert torch.allclose(out.rotation, torch.eye(3).expand(2, 3, 3), atol=1e-6)
+        assert torch.allclose(out.scale, torch.full((2,), 0.0025 * s))
+        assert torch.allclose(out.translation, torch.full((2, 2), s / 2))
+        assert torch.allclose(out.expression, torch.full((2, 52), 0.5))
     torch.nn.init.normal_(enc.head[-1].weight, std=0.5)
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     rel, px = enc.forward_relative(x), enc(x)
-    assert torch.allclose(px["scale"], rel["scale"] * 64) and torch.allclose(px["translation"], rel["translation"] * 64)
+    assert torch.allclose(px.scale, rel.scale * 64) and torch.allclose(px.translation, rel.translation * 64)
 
 
 def test_encoder_rejects_bad_input_and_config():
@@ -117,8 +117,8 @@ def _fit_a_batch():
 
     def loss_fn():
         o = enc.forward_relative(x)
-        return ((o["rotation"] - target_rot).square().mean() + (o["translation"] - target_t).square().mean()
-                + (o["scale"].log() - target_s.log()).square().mean() + (o["expression"] - target_e).square().mean())
+        return ((o.rotation - target_rot).square().mean() + (o.translation - target_t).square().mean()
+                + (o.scale.log() - target_s.log()).square().mean() + (o.expression - target_e).square().mean())
 
     with torch.no_grad():
         first = loss_fn().item()

@@ -22,7 +22,7 @@ def _seed():
 
 @pytest.fixture
 def cfg() -> ModelConfig:
-    return ModelConfig.tiny(use_background_plate=False)  # the plate path has tests of its own below
+    return ModelConfig.preset("tiny", use_background_plate=False)  # the plate path has tests of its own below
 
 
 def make_inputs(cfg: ModelConfig, batch: int = B) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,15 +37,15 @@ def make_inputs(cfg: ModelConfig, batch: int = B) -> tuple[torch.Tensor, torch.T
 
 # -- config --------------------------------------------------------------------------------------------------------
 def test_config_presets_and_validation():
-    for preset in (ModelConfig.tiny(), ModelConfig.cpu(), ModelConfig.full(), ModelConfig()):
+    for preset in (ModelConfig.preset("tiny"), ModelConfig.preset("cpu"), ModelConfig.preset("full"), ModelConfig()):
         assert ModelConfig(**dataclasses.asdict(preset)) == preset
-    assert ModelConfig().bg_canvas_size == 288 and ModelConfig.tiny().bg_canvas_size == 72
-    assert ModelConfig.tiny(bg_margin=0.0).bg_canvas_size == 64
-    assert ModelConfig.full().size == 512
+    assert ModelConfig().bg_canvas_size == 288 and ModelConfig.preset("tiny").bg_canvas_size == 72
+    assert ModelConfig.preset("tiny", bg_margin=0.0).bg_canvas_size == 64
+    assert ModelConfig.preset("full").size == 512
     with pytest.raises(ValueError, match="size"):
         ModelConfig(size=100)
     with pytest.raises(ValueError, match="num_frames"):
-        ModelConfig.tiny(num_frames=0)
+        ModelConfig.preset("tiny", num_frames=0)
 
 
 # -- face texture and warp -----------------------------------------------------------------------------------------
@@ -230,7 +230,7 @@ def test_warp_in_bfloat16_samples_at_float32_coordinates():
 
 
 def test_the_background_plate_is_the_default_background():
-    cfg = ModelConfig.tiny()
+    cfg = ModelConfig.preset("tiny")
     assert cfg.use_background_plate  # every preset turns it on
     g = ImageGenerator(cfg).eval()
     b, s = 2, cfg.size
@@ -249,4 +249,4 @@ def test_the_background_plate_is_the_default_background():
     torch.testing.assert_close(out["image"], (1 - out["mask"]) * plate.expand(b, -1, -1, -1))
     assert out["mask"].max() < 0.05
     with pytest.raises(ValueError, match="without use_background_plate"):
-        ImageGenerator(ModelConfig.tiny(use_background_plate=False))(render, face, mask, bg, plate=plate)
+        ImageGenerator(ModelConfig.preset("tiny", use_background_plate=False))(render, face, mask, bg, plate=plate)

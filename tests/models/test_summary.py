@@ -17,7 +17,7 @@ def test_parameter_rows_add_up():
 
 
 def test_network_summary_of_the_tiny_preset():
-    s = network_summary(ModelConfig.tiny(), batch=2)
+    s = network_summary(ModelConfig.preset("tiny"), batch=2)
     rows = {r["module"]: r for r in s["parameters"]}
     children = [r["parameters"] for name, r in rows.items() if name.startswith("generator.")]
     assert rows["generator"]["parameters"] == sum(children) == sum(p.numel() for p in s["generator"].parameters())

@@ -100,9 +100,9 @@ def test_fit_recovers_known_pose_identity_and_codes(flame_assets):
     lm = _mediapipe_array(Y, emb.mediapipe_pairs)
     res = fit_flame_tracking(lm, np.zeros(len(Y), np.int8), flame, emb, num_expression=NUM_EXPR, shape_weight=1e-7,
                              expression_weight=1e-7, jaw_weight=1e-7, keyframes=16, chunk=16)
-    err = _angle_deg(R, res.rotation)
-    expr_err = np.abs(res.expression[:, :NUM_EXPR] - code[:, :NUM_EXPR]).mean()
-    jaw_err = np.degrees(np.abs(res.expression[:, NUM_EXPR:] - code[:, NUM_EXPR:]).mean())
+    err = _angle_deg(R, res.codes.rotation)
+    expr_err = np.abs(res.codes.expression[:, :NUM_EXPR] - code[:, :NUM_EXPR]).mean()
+    jaw_err = np.degrees(np.abs(res.codes.expression[:, NUM_EXPR:] - code[:, NUM_EXPR:]).mean())
     print(f"FLAME fit recovery: pose {err.mean():.2f} deg mean, {err.max():.2f} max; landmarks "
           f"{res.landmark_error_px:.3f} px (noise 0.3 px per axis); expression |err| {expr_err:.3f}; "
           f"jaw {jaw_err:.2f} deg")
@@ -111,8 +111,8 @@ def test_fit_recovers_known_pose_identity_and_codes(flame_assets):
     assert res.landmark_error_px < 0.45
     assert expr_err < 0.15 and jaw_err < 0.6
     assert np.abs(res.model.identity_shape.numpy() - shape).mean() < 0.05
-    assert isinstance(res.model, FlameFaceModel) and res.expression.shape == (len(Y), NUM_EXPR + 3)
-    assert res.model.num_expression == NUM_EXPR + 3 and np.allclose(np.linalg.det(res.rotation), 1, atol=1e-5)
+    assert isinstance(res.model, FlameFaceModel) and res.codes.expression.shape == (len(Y), NUM_EXPR + 3)
+    assert res.model.num_expression == NUM_EXPR + 3 and np.allclose(np.linalg.det(res.codes.rotation), 1, atol=1e-5)
 
 
 def test_fit_with_a_68_point_embedding_and_gaps(flame_assets):
@@ -130,10 +130,10 @@ def test_fit_with_a_68_point_embedding_and_gaps(flame_assets):
     res = fit_flame_tracking(lm, status, flame, emb, num_expression=NUM_EXPR, shape_weight=1e-7,
                              expression_weight=1e-7, jaw_weight=1e-7, keyframes=8, chunk=10, smooth_sigma=0)
     ok = status != MISSING
-    assert _angle_deg(R[ok], res.rotation[ok]).mean() < 1.5 and res.landmark_error_px < 0.5
+    assert _angle_deg(R[ok], res.codes.rotation[ok]).mean() < 1.5 and res.landmark_error_px < 0.5
     assert np.isnan(res.error_px[[5, 6, 12]]).all() and (res.confidence[[5, 6]] == 0).all()
     assert 0 < res.confidence[12] <= 0.5
-    assert np.allclose(res.rotation[5], np.eye(3)) and not res.expression[5].any()
+    assert np.allclose(res.codes.rotation[5], np.eye(3)) and not res.codes.expression[5].any()
     with pytest.raises(ValueError, match="at least 2"):
         fit_flame_tracking(lm[:2], np.array([0, MISSING], np.int8), flame, emb, num_expression=NUM_EXPR)
 

@@ -50,7 +50,7 @@ def test_rigid_sequence_pose_is_recovered_to_a_tenth_of_a_degree():
     Y, scores, R, _ = _sequence(deform=0.0)
     res = fit_tracking(Y, scores, np.zeros(len(Y), np.int8), mediapipe_triangles(), smooth_sigma=0, num_pca=0)
     # The model's own frame is arbitrary: compare rotations relative to frame 0.
-    err = _angle_deg(R @ R[0].T, res.rotation @ res.rotation[0].T)
+    err = _angle_deg(R @ R[0].T, res.codes.rotation @ res.codes.rotation[0].T)
     assert err.mean() < 0.1 and err.max() < 0.3
     assert res.landmark_error_px < 0.6  # noise is 0.3 px per axis
 
@@ -58,12 +58,12 @@ def test_rigid_sequence_pose_is_recovered_to_a_tenth_of_a_degree():
 def test_expressive_sequence_pose_and_geometry_are_recovered():
     Y, scores, R, X = _sequence(deform=1.0)
     res = fit_tracking(Y, scores, np.zeros(len(Y), np.int8), mediapipe_triangles(), smooth_sigma=0, num_pca=0)
-    err = _angle_deg(R @ R[0].T, res.rotation @ res.rotation[0].T)
+    err = _angle_deg(R @ R[0].T, res.codes.rotation @ res.codes.rotation[0].T)
     # Measured: mean 0.20 deg, max 0.47 deg (expression bumps leak a little into the rigid part of the head).
     assert err.mean() < 0.6 and err.max() < 1.5
     assert res.landmark_error_px < 0.7
     # codes are the given scores; the rig explains the shapes
-    assert np.allclose(res.expression[:, :NUM_BLENDSHAPES], scores, atol=1e-5)
+    assert np.allclose(res.codes.expression[:, :NUM_BLENDSHAPES], scores, atol=1e-5)
     # without rig fitting (shapes = one rigid template) the error would be several pixels
     assert res.error_rel.max() < 0.01
 
@@ -80,8 +80,8 @@ def test_missing_and_interpolated_frames():
     assert np.isnan(res.error_px[10:13]).all() and np.isnan(res.error_px[20])
     assert (res.confidence[10:13] == 0).all()
     assert 0 < res.confidence[20] <= 0.5
-    assert np.isfinite(res.expression).all() and np.isfinite(res.rotation).all()
-    assert np.allclose(np.linalg.det(res.rotation), 1, atol=1e-5)
+    assert np.isfinite(res.codes.expression).all() and np.isfinite(res.codes.rotation).all()
+    assert np.allclose(np.linalg.det(res.codes.rotation), 1, atol=1e-5)
 
 
 def test_too_few_frames_is_an_error():

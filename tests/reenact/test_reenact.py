@@ -9,7 +9,6 @@ from selfie_avatar.config import ReenactConfig
 from selfie_avatar.errors import NoFaceError, SelfieAvatarError
 from selfie_avatar.io.video import probe_video, read_video
 from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
-from selfie_avatar.tracking.codes import HeadCodes
 from selfie_avatar.reenact.run import reenact
 from selfie_avatar.training.checkpoint import open_run
 from selfie_avatar.training.data import SubjectFrames
@@ -22,7 +21,7 @@ def test_renderer_reproduces_the_training_inputs(tiny_run):
     subject = run.subject
     renderer = AvatarRenderer(run.avatar, subject.face_model(), subject.size)
     idx = subject.train_indices[:4]
-    geo = renderer.geometry(HeadCodes.from_tracking(subject.tracking, idx))
+    geo = renderer.geometry(subject.codes(idx))
     data = SubjectFrames(subject, idx, size=run.avatar.config.size, cache=False)
     ref = torch.stack([data[k]["render"] for k in range(len(idx))])
     ref_uv = torch.stack([data[k]["uv"] for k in range(len(idx))])
@@ -31,7 +30,7 @@ def test_renderer_reproduces_the_training_inputs(tiny_run):
     differ = (geo["render"] - ref).abs().amax(1) > 2 / 255
     assert differ.float().mean() < 0.01
     assert ((geo["uv"][:, 2] > 0.5) != (ref_uv[:, 2] > 0.5)).float().mean() < 0.01
-    out = renderer(HeadCodes.from_tracking(subject.tracking, idx))
+    out = renderer(subject.codes(idx))
     assert out["image"].shape == (4, 3, renderer.size, renderer.size) and torch.isfinite(out["image"]).all()
 
 

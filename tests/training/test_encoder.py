@@ -21,6 +21,7 @@ from selfie_avatar.tracking.subject import Subject
 from selfie_avatar.training.encoder import EncoderModule, load_encoder, train_encoder
 from selfie_avatar.training.encoder_data import (AugmentSettings, EncoderFrames, augment_batch, load_codes,
                                                  similarity_matrix, warp_images)
+from selfie_avatar.tracking.codes import TorchCodes
 from selfie_avatar.training.encoder_report import code_errors, constant_mean, model_landmarks, predict_relative
 from selfie_avatar.training.run import keep_native_signal_handlers
 
@@ -47,8 +48,7 @@ def codes(subject) -> dict[str, torch.Tensor]:
 
 def _landmark_residual(face_model, batch) -> torch.Tensor:
     """Per-frame mean distance between the tracked landmarks and the model reprojected with the batch's codes."""
-    lm = model_landmarks(face_model, batch["expression"], batch["rotation"], batch["scale"], batch["translation"],
-                         batch["landmarks"].shape[1])
+    lm = model_landmarks(face_model, TorchCodes.of(batch), batch["landmarks"].shape[1])
     return (lm - batch["landmarks"]).norm(dim=-1).mean(-1)
 
 
@@ -189,12 +189,12 @@ def test_train_encoder_writes_a_loadable_folder(train_subject, tmp_path, one_thr
     crops = torch.stack([torch.from_numpy(subject.frame(i)).permute(2, 0, 1) for i in subject.test_indices])
     x = crops.float() / 127.5 - 1
     p64 = loaded.predict(x)
-    assert p64["translation"].shape == (len(x), 3) and (p64["translation"][:, 2] == 0).all()
+    assert isinstance(p64, TorchCodes) and p64.translation.shape == (len(x), 2)
     rel = loaded.encoder.forward_relative(torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear",
                                                                           antialias=True, align_corners=False))
-    assert torch.allclose(p64["translation"][:, :2], rel["translation"] * 64, atol=1e-4)
-    assert torch.allclose(p64["scale"], rel["scale"] * 64, rtol=1e-5)
-    assert p64["expression"].shape == (len(x), 52) and p64["rotation"].shape == (len(x), 3, 3)
+    assert torch.allclose(p64.translation, rel.translation * 64, atol=1e-4)
+    assert torch.allclose(p64.scale, rel.scale * 64, rtol=1e-5)
+    assert p64.expression.shape == (len(x), 52) and p64.rotation.shape == (len(x), 3, 3)
     with pytest.raises(ValueError, match=r"\(B, 3, S, S\)"):
         loaded.predict(x[:, :2])
 

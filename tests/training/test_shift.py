@@ -42,7 +42,7 @@ def test_a_shifted_sample_stays_aligned_with_its_background_window():
 
 
 def test_the_generator_background_moves_with_the_shift():
-    cfg = ModelConfig.tiny(use_background_plate=False)
+    cfg = ModelConfig.preset("tiny", use_background_plate=False)
     gen = AvatarGenerator(cfg).eval()
     canvas = gen.compute_cache()["bg_canvas"]
     centre = gen.background_generator.max_offset // 2

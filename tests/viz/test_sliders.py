@@ -5,7 +5,6 @@ import pytest
 
 from selfie_avatar.reenact.avatar_renderer import AvatarRenderer
 from selfie_avatar.reenact.codes import choose_rest_frame
-from selfie_avatar.tracking.codes import HeadCodes
 from selfie_avatar.training.checkpoint import open_run
 from selfie_avatar.utils.images import SIGNED, to_uint8
 from selfie_avatar.viz.sliders import SliderValues, set_code, slider_images
@@ -20,7 +19,7 @@ def avatar(tiny_run):
     run = open_run(tiny_run, "last")
     renderer = AvatarRenderer(run.avatar, run.subject.face_model(), run.subject.size)
     rest = choose_rest_frame(run.subject.tracking, run.subject.train_indices)
-    codes = HeadCodes.from_tracking(run.subject.tracking, [rest])
+    codes = run.subject.codes([rest])
     return renderer, run.subject, codes, SliderValues.from_codes(codes, float(codes.scale[0]))
 
 

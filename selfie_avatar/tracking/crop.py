@@ -1,8 +1,11 @@
 """One stable square crop per video around the head, with room for hair and neck (as StyleAvatar does).
 
 The crop is fixed for the whole clip, so the background stays still in crop space and outputs can be pasted back
-into the full frame with the saved box. It may reach outside the frame; those pixels are filled by replicating the
-border.
+into the full frame with the saved box. ``prepare`` keeps it inside the video frame (shrinking it when the wanted
+side does not fit), because pixels from outside are not data: replicating the border smears whatever touches the
+frame's edge (a hair tie, a shoulder) across the padding, changing from frame to frame, and on a selfie clip that
+was close to half the crop. :func:`crop_frame` still replicates the border for a box that reaches outside (``prepare
+--no-crop-inside``).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ class CropBox:
 
 
 def compute_crop(points: np.ndarray, valid: np.ndarray, size: int, crop_scale: float = 2.0,
-                 shift_y: float = -0.10) -> CropBox:
+                 shift_y: float = -0.10, frame_size: tuple[int, int] | None = None) -> CropBox:
     """The crop for a clip.
 
     Args:
@@ -70,8 +73,13 @@ def compute_crop(points: np.ndarray, valid: np.ndarray, size: int, crop_scale: f
         crop_scale: crop side as a multiple of the face extent (the 90th percentile over frames, so the crop
             fits the face when it is largest, not on average).
         shift_y: vertical shift of the centre as a fraction of the side (negative = up, towards the hair).
+        frame_size: ``(width, height)`` of the video: the box is then kept inside the frame, its side at most
+            the frame's shorter side and its centre moved as little as keeps it inside. ``None``: anywhere.
 
     The centre is the median landmark-box centre, widened by how far the face wanders so it stays inside.
+
+    Raises:
+        ValueError: no valid frame, or a frame size that is not positive.
     """
     p = points[valid][..., :2]
     if len(p) == 0:
@@ -83,7 +91,31 @@ def compute_crop(points: np.ndarray, valid: np.ndarray, size: int, crop_scale: f
     wander = np.percentile(np.abs(centres - centre), 95, axis=0).max()
     side = crop_scale * extent + 2 * wander
     cx, cy = centre[0], centre[1] + shift_y * side
-    return CropBox(float(cx - side / 2), float(cy - side / 2), float(side), int(size))
+    box = CropBox(float(cx - side / 2), float(cy - side / 2), float(side), int(size))
+    return box if frame_size is None else fit_inside(box, *frame_size)
+
+
+def fit_inside(box: CropBox, width: int, height: int) -> CropBox:
+    """``box`` moved (and, if it is larger than the frame's shorter side, shrunk about its centre) to lie inside
+    a ``width`` x ``height`` frame.
+
+    Raises:
+        ValueError: a frame size that is not positive.
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"frame size must be positive, got {width}x{height}")
+    side = min(box.side, float(width), float(height))
+    cx, cy = box.x0 + box.side / 2, box.y0 + box.side / 2
+    x0 = min(max(cx - side / 2, 0.0), width - side)
+    y0 = min(max(cy - side / 2, 0.0), height - side)
+    return CropBox(float(x0), float(y0), float(side), box.size)
+
+
+def outside_fraction(box: CropBox, width: int, height: int) -> float:
+    """Fraction of the crop's area that lies outside a ``width`` x ``height`` frame (padding, not data)."""
+    w = max(0.0, min(box.x0 + box.side, width) - max(box.x0, 0.0))
+    h = max(0.0, min(box.y0 + box.side, height) - max(box.y0, 0.0))
+    return float(1.0 - w * h / box.side ** 2)
 
 
 def crop_frame(frame: np.ndarray, box: CropBox, interpolation: int | None = None) -> np.ndarray:

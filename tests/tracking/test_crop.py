@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from selfie_avatar.prepare.crop import CropBox, compute_crop, crop_frame, paste_back
+from selfie_avatar.tracking.crop import CropBox, compute_crop, crop_frame, fit_inside, outside_fraction, paste_back
 
 
 def test_points_round_trip_and_affine_agree():
@@ -52,3 +52,25 @@ def test_with_size_cuts_the_same_region_at_another_side():
     assert (small.x0, small.y0, small.side, small.size) == (10.0, 20.0, 100.0, 64)
     pts = np.array([[60.0, 70.0, 0.0]])
     np.testing.assert_allclose(small.points_to_crop(pts)[0, :2], box.points_to_crop(pts)[0, :2] / 4)
+
+
+def test_crop_stays_inside_the_frame_when_asked():
+    rng = np.random.default_rng(1)
+    pts = rng.uniform(0, 100, (10, 478, 3)) + [20, 10, 0]  # a face near the top-left corner of a 300x200 frame
+    free = compute_crop(pts, np.ones(10, bool), 128, crop_scale=2.5)
+    assert free.x0 < 0 and free.y0 < 0 and free.side > 200  # unconstrained it reaches outside and past the height
+    inside = compute_crop(pts, np.ones(10, bool), 128, crop_scale=2.5, frame_size=(300, 200))
+    assert inside.side == pytest.approx(200)  # shrunk to the shorter side
+    assert inside.x0 >= 0 and inside.y0 >= 0
+    assert inside.x0 + inside.side <= 300 + 1e-6 and inside.y0 + inside.side <= 200 + 1e-6
+    assert outside_fraction(inside, 300, 200) == pytest.approx(0.0)
+    assert outside_fraction(free, 300, 200) > 0.3
+
+
+def test_fit_inside_moves_as_little_as_needed():
+    box = CropBox(250, 10, 100, 64)  # 50 px past the right edge of a 300 x 200 frame
+    moved = fit_inside(box, 300, 200)
+    assert (moved.x0, moved.y0, moved.side) == (200, 10, 100)
+    assert fit_inside(CropBox(10, 20, 50, 64), 300, 200) == CropBox(10, 20, 50, 64)  # already inside: unchanged
+    with pytest.raises(ValueError, match="positive"):
+        fit_inside(box, 0, 200)
