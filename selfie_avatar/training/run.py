@@ -59,7 +59,8 @@ def resolve_settings(cfg: TrainConfig) -> Preset:
     p = get_preset(cfg.preset)
     given = {k: v for k, v in {"batch_size": cfg.batch_size, "max_steps": cfg.max_steps,
                                "max_minutes": cfg.max_minutes, "lr_g": cfg.lr_g, "lr_d": cfg.lr_d,
-                               "freeze_after": cfg.freeze_after, "time_code": cfg.time_code}.items() if v is not None}
+                               "freeze_after": cfg.freeze_after, "time_code": cfg.time_code,
+                               "lr_decay": cfg.lr_decay}.items() if v is not None}
     if cfg.feature_window is not None:
         given["feature_window"] = cfg.feature_window or None  # 0: the whole frame
     return dataclasses.replace(p, **given)
@@ -140,7 +141,8 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         model=dataclasses.asdict(model_cfg), loss_weights=weights, lr_g=s.lr_g, lr_d=s.lr_d,
         freeze_after=s.freeze_after, ema_decay=s.ema_decay, grad_clip=cfg.grad_clip, r1_gamma=cfg.r1_gamma,
         r1_interval=s.r1_interval, bg_shift=cfg.bg_shift, image_every=s.image_every,
-        feature_window=s.feature_window,
+        feature_window=s.feature_window, lr_decay=s.lr_decay, budget_steps=s.max_steps,
+        budget_seconds=s.max_minutes * 60 if s.max_minutes else None,
         vgg_weights=cfg.vgg_weights, seed=cfg.seed,
     )
     if model_cfg.use_background_plate:
