@@ -5,14 +5,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= outputs/demo
+# installed without its dependencies: it asks for opencv-python, which clashes with MediaPipe's OpenCV
+FACE_ALIGNMENT := face-alignment==1.5.0
 
-.PHONY: demo test install notebooks benchmark strip-notebooks clean
+.PHONY: demo test install notebooks face-alignment benchmark strip-notebooks clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -e ".[dev]"
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps "$(FACE_ALIGNMENT)"
 	$(BIN)/selfie-avatar weights --fetch
 	touch $(STAMP)
 
@@ -25,6 +28,11 @@ test: $(STAMP)
 # JupyterLab on the notebooks (installed with the project: the `notebooks` extra, inside `dev`).
 notebooks: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
+
+# prepare --landmarks face-alignment: the package (its weight files are obtained by hand, README)
+face-alignment: $(STAMP)
+	$(BIN)/pip install --disable-pip-version-check -q -e ".[face-alignment]"
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps "$(FACE_ALIGNMENT)"
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/prepare.py

@@ -50,6 +50,8 @@ class PrepareConfig:
     overwrite: bool = _f(False, "replace an existing subject folder")
     crop_scale: float = _f(2.0, "crop side as a multiple of the face's landmark extent (room for hair and neck)")
     crop_shift_y: float = _f(-0.10, "vertical crop shift as a fraction of the crop side (negative moves up, towards the hair)")
+    crop_inside: bool = _f(True, "keep the crop inside the video frame, shrinking it when the wanted side does not fit "
+                           "(--no-crop-inside pads by replicating the frame's border, as earlier subject folders were)")
     min_confidence: float = _f(0.5, "landmarker detection and presence confidence threshold")
     max_gap: int = _f(5, "interpolate runs of at most this many frames without a face; longer runs are dropped")
     min_face_px: int = _f(24, "faces smaller than this (landmark extent, pixels) count as not found")
@@ -61,6 +63,13 @@ class PrepareConfig:
                                     "(the only frames that choose a checkpoint)")
     min_valid_frames: int = _f(2, "fail when fewer frames than this have a usable face")
     landmarker: str | None = _f(None, "path to face_landmarker.task (default: resolved from the weights folders)")
+    landmarks: str = _f("mediapipe", "landmark detector: mediapipe (478 points and blendshape scores), or "
+                        "face-alignment / face-alignment-3d: face-alignment's 68 iBUG points (2D or 3D FAN, run in "
+                        "MediaPipe's face box) put in MediaPipe's through the iBUG-68 table, so both face models "
+                        "fit them (needs the face-alignment package and its weight files, README)",
+                        choices=("mediapipe", "face-alignment", "face-alignment-3d"))
+    face_alignment_weights: str | None = _f(None, "folder holding face-alignment's weight files (default: the "
+                                            "weights folders)")
     segmenter: str | None = _f(None, "path to selfie_segmentation.tflite (default: resolved from the weights folders)")
     batch_size: int = _f(16, "frames per rendering batch")
     write_video: bool = _f(True, "write tracking.mp4 (frames | render | matte side by side)")
@@ -125,6 +134,8 @@ class TrainConfig:
     lr_g: float | None = _f(None, "generator learning rate (AdamW, betas 0 and 0.99)")
     lr_d: float | None = _f(None, "discriminator learning rate")
     freeze_after: int | None = _f(None, "freeze the face and background generators after this many steps and cache their outputs")
+    lr_decay: float | None = _f(None, "last fraction of the budget (steps or minutes, whichever ends first) over which "
+                                "the learning rates fall to 5%% on a half cosine (0: constant; default: the preset's)")
     feature_window: int | None = _f(None, "side in pixels of the face window the VGG losses see, for speed (0: the "
                                     "whole frame; default: the preset's, 64 for cpu, 128 for lite, whole for full)")
     time_code: bool | None = _f(None, "per-frame style code so the network can explain frame-specific appearance "

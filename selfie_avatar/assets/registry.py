@@ -100,13 +100,36 @@ _LICENSED_ASSETS = [
     ),
     Asset(
         name="face_alignment_2dfan4",
-        filename="2DFAN4-cd938726ad.zip",
-        purpose="face-alignment's 2D-FAN 68-point landmark network (an optional second landmark detector)",
+        filename="2DFAN4-11f355bf06.pth.tar",
+        purpose="face-alignment 1.5's 2D-FAN, 68 iBUG points (prepare --landmarks face-alignment)",
         licence="BSD-3-Clause (face-alignment, Adrian Bulat); trained on 300W-LP, whose terms apply to its use",
-        sha256_prefix="cd938726ad",
-        obtain="https://www.adrianbulat.com/downloads/python-fan/2DFAN4-cd938726ad.zip, downloaded by hand on a "
-               "machine with internet, placed in a weights folder or the torch hub cache (checkpoints/)",
-        fallback="not needed: landmarks come from MediaPipe's FaceLandmarker",
+        sha256_prefix="11f355bf06",
+        obtain="https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar, downloaded by hand on a "
+               "machine with internet, placed in a weights folder, the torch hub cache (checkpoints/) or "
+               "--face-alignment-weights DIR",
+        fallback="prepare --landmarks mediapipe (the default)",
+    ),
+    Asset(
+        name="face_alignment_3dfan4",
+        filename="3DFAN4-7835d9f11d.pth.tar",
+        purpose="face-alignment 1.5's 3D-FAN, 68 iBUG points (prepare --landmarks face-alignment-3d)",
+        licence="BSD-3-Clause (face-alignment, Adrian Bulat); trained on 300W-LP, whose terms apply to its use",
+        sha256_prefix="7835d9f11d",
+        obtain="https://www.adrianbulat.com/downloads/python-fan/3DFAN4-7835d9f11d.pth.tar, downloaded by hand on a "
+               "machine with internet, placed in a weights folder, the torch hub cache (checkpoints/) or "
+               "--face-alignment-weights DIR",
+        fallback="prepare --landmarks mediapipe (the default)",
+    ),
+    Asset(
+        name="face_alignment_depth",
+        filename="depth-2a464da4ea.pth.tar",
+        purpose="face-alignment 1.5's depth network for the 3D-FAN's points (prepare --landmarks face-alignment-3d)",
+        licence="BSD-3-Clause (face-alignment, Adrian Bulat); trained on 300W-LP, whose terms apply to its use",
+        sha256_prefix="2a464da4ea",
+        obtain="https://www.adrianbulat.com/downloads/python-fan/depth-2a464da4ea.pth.tar, downloaded by hand on a "
+               "machine with internet, placed in a weights folder, the torch hub cache (checkpoints/) or "
+               "--face-alignment-weights DIR",
+        fallback="prepare --landmarks mediapipe (the default)",
     ),
     Asset(
         name="face_alignment_s3fd",
@@ -116,7 +139,7 @@ _LICENSED_ASSETS = [
         sha256_prefix="619a316812",
         obtain="https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth, downloaded by hand on a "
                "machine with internet, placed in a weights folder or the torch hub cache (checkpoints/)",
-        fallback="not needed: faces are found by MediaPipe's FaceLandmarker",
+        fallback="not needed by prepare, which hands face-alignment MediaPipe's face box",
     ),
 ]
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from selfie_avatar.face_model.safe_pickle import load_pickle, load_pickled_npy
 
-__all__ = ["LandmarkEmbedding", "load_landmark_embedding", "IBUG68_TO_MEDIAPIPE", "MEDIAPIPE", "IBUG68"]
+__all__ = ["LandmarkEmbedding", "load_landmark_embedding", "IBUG68_TO_MEDIAPIPE", "merge_ibug68", "MEDIAPIPE", "IBUG68"]
 
 MEDIAPIPE, IBUG68 = "mediapipe", "ibug68"
 
@@ -45,6 +45,48 @@ IBUG68_TO_MEDIAPIPE = np.array([
     (78, 78), (82, 82), (13, 13), (312, 312), (308, 308), (317, 317), (14, 14), (87, 87),
 ], dtype=np.int64)
 assert IBUG68_TO_MEDIAPIPE.shape == (68, 2)
+
+
+def _merge_operator() -> tuple[np.ndarray, np.ndarray]:
+    # The table's MediaPipe vertices, and the least-norm map from iBUG residuals to their displacements: some
+    # vertices serve two iBUG points (58 is the mean partner of both 3 and 4), so the 68 equations are solved
+    # together rather than point by point.
+    used = np.unique(IBUG68_TO_MEDIAPIPE)
+    col = {v: k for k, v in enumerate(used)}
+    a = np.zeros((68, len(used)))
+    for i, (p, q) in enumerate(IBUG68_TO_MEDIAPIPE):
+        a[i, col[p]] += 0.5
+        a[i, col[q]] += 0.5
+    return used, np.linalg.pinv(a)
+
+
+def merge_ibug68(mediapipe: np.ndarray, ibug: np.ndarray) -> np.ndarray:
+    """MediaPipe's landmarks with 68 iBUG points (face-alignment's) put in through :data:`IBUG68_TO_MEDIAPIPE`.
+
+    The table's MediaPipe vertices are moved, in x and y, by the smallest displacement that puts each iBUG point's
+    MediaPipe position (the mean of its pair) exactly on the given point; every other vertex, and every depth,
+    stays MediaPipe's (the 68-point detectors' depth has another scale). A 68-point embedding then reads the
+    given points back exactly (:meth:`LandmarkEmbedding.targets_from_mediapipe`).
+
+    Shape:
+        - mediapipe: :math:`(..., 478, 3)`
+        - ibug: :math:`(..., 68, C)`, :math:`C \\ge 2`
+        - output: like ``mediapipe``
+
+    Raises:
+        ValueError: shapes that do not match.
+    """
+    if mediapipe.shape[-2] < 478 or mediapipe.shape[-1] < 2:
+        raise ValueError(f"expected MediaPipe's 478 landmarks on axis -2, got {mediapipe.shape}")
+    if ibug.shape[-2] != 68 or ibug.shape[-1] < 2 or ibug.shape[:-2] != mediapipe.shape[:-2]:
+        raise ValueError(f"expected 68 iBUG points per MediaPipe set {mediapipe.shape[:-2]}, got {ibug.shape}")
+    used, pinv = _merge_operator()
+    pairs = IBUG68_TO_MEDIAPIPE
+    current = 0.5 * (mediapipe[..., pairs[:, 0], :2] + mediapipe[..., pairs[:, 1], :2])
+    shift = np.einsum("vi,...ic->...vc", pinv, np.asarray(ibug[..., :2], np.float64) - current)
+    out = np.array(mediapipe, copy=True)
+    out[..., used, :2] += shift.astype(out.dtype)
+    return out
 
 
 @dataclass

@@ -20,8 +20,9 @@ from selfie_avatar.errors import NoFaceError, VideoError
 from selfie_avatar.face_model import BLENDSHAPE_NAMES, mediapipe_triangles
 from selfie_avatar.io.prefetch import prefetch
 from selfie_avatar.io.video import VideoInfo, iter_frames, probe_video
-from selfie_avatar.prepare.crop import CropBox, compute_crop
-from selfie_avatar.prepare.landmarks import MediaPipeLandmarker
+from selfie_avatar.tracking.crop import CropBox, compute_crop
+from selfie_avatar.face_model.landmark_embedding import merge_ibug68
+from selfie_avatar.prepare.landmarks import Detection, MediaPipeLandmarker
 from selfie_avatar.prepare.sequence import build_sequence
 from selfie_avatar.prepare.tracking import TrackingResult, fit_tracking
 from selfie_avatar.utils.log import get_logger
@@ -65,14 +66,37 @@ class TrackedClip:
         return len(self.tracking.status)
 
 
+def _second_landmarker(cfg: PrepareConfig):
+    if cfg.landmarks == "mediapipe":
+        return None
+    from selfie_avatar.prepare.face_alignment_landmarks import FaceAlignmentLandmarker
+    from selfie_avatar.utils.device import resolve_device
+
+    # detector=False: MediaPipe has found the face already; its box is handed over, so S3FD is not needed.
+    return FaceAlignmentLandmarker("3d" if cfg.landmarks.endswith("3d") else "2d", cfg.face_alignment_weights,
+                                   resolve_device(cfg.device), detector=False, min_confidence=cfg.min_confidence)
+
+
+def _with_ibug_points(found: Detection, second, frame: np.ndarray) -> Detection:
+    """MediaPipe's detection with face-alignment's 68 points (found in MediaPipe's face box) put in."""
+    p = found.points
+    box = np.array([p[:, 0].min(), p[:, 1].min(), p[:, 0].max(), p[:, 1].max()])
+    ibug = second.detect(frame, box=box)
+    if not ibug.found:
+        return found
+    second.hits = getattr(second, "hits", 0) + 1
+    return Detection(merge_ibug68(p, ibug.points), found.scores, found.rotation, found.num_faces)
+
+
 def track_clip(cfg: PrepareConfig, progress: bool = True, timer: StageTimer | None = None,
                info: VideoInfo | None = None) -> TrackedClip:
     """Detect landmarks in every frame of ``cfg.video``, choose the crop and fit pose and codes.
 
     Uses ``cfg.video``, ``max_frames``, ``landmarker``, ``min_confidence``, ``max_gap``, ``min_face_px``,
-    ``min_valid_frames``, ``size``, ``crop_scale``, ``crop_shift_y``, ``ridge``, ``expression_pca`` and
-    ``smooth_sigma``; with ``face_model='flame'`` also ``flame``, ``landmark_embedding``, ``flame_expression`` and
-    ``device`` (:mod:`.flame_setup`).
+    ``min_valid_frames``, ``size``, ``crop_scale``, ``crop_shift_y``, ``crop_inside``, ``ridge``,
+    ``expression_pca``, ``smooth_sigma``, ``landmarks`` and ``face_alignment_weights``; with
+    ``face_model='flame'`` also ``flame``, ``landmark_embedding``, ``flame_expression`` and ``device``
+    (:mod:`.flame_setup`).
 
     Raises:
         VideoError: nothing decodes.
@@ -83,6 +107,8 @@ def track_clip(cfg: PrepareConfig, progress: bool = True, timer: StageTimer | No
     info = info or probe_video(cfg.video)
     # A missing FLAME file should stop prepare before the landmark pass, not after it.
     flame_files = _flame_files(cfg) if cfg.face_model == "flame" else None
+    # So should a missing face-alignment file or package.
+    second = _second_landmarker(cfg)
     detections = []
     t = time.perf_counter()
     with MediaPipeLandmarker(cfg.landmarker, min_confidence=cfg.min_confidence) as det:
@@ -95,10 +121,18 @@ def track_clip(cfg: PrepareConfig, progress: bool = True, timer: StageTimer | No
             if frame is None:
                 break
             frame_size = frame.shape[:2]
-            detections.append(det.detect(frame, int(round(len(detections) * 1000 / info.fps))))
+            found = det.detect(frame, int(round(len(detections) * 1000 / info.fps)))
             t = timer.add("landmarks", t)
+            if second is not None and found.found:
+                found = _with_ibug_points(found, second, frame)
+                t = timer.add("face_alignment", t)
+            detections.append(found)
             bar.update()
         bar.close()
+    if second is not None:
+        log.info("face-alignment (%s): 68 points put in on %d of %d frames with a MediaPipe face", second.mode,
+                 getattr(second, "hits", 0), sum(d.found for d in detections))
+        second.close()
     if not detections:
         raise VideoError(f"{cfg.video}: no frame could be decoded; the file may be corrupt")
     seq = build_sequence(detections, frame_size, 478, len(BLENDSHAPE_NAMES), max_gap=cfg.max_gap,
@@ -111,7 +145,8 @@ def track_clip(cfg: PrepareConfig, progress: bool = True, timer: StageTimer | No
     if multi:
         log.warning("%d frames show several faces; the largest, most central one was tracked", multi)
 
-    box = compute_crop(seq.points, seq.valid, cfg.size, cfg.crop_scale, cfg.crop_shift_y)
+    box = compute_crop(seq.points, seq.valid, cfg.size, cfg.crop_scale, cfg.crop_shift_y,
+                       frame_size=(frame_size[1], frame_size[0]) if cfg.crop_inside else None)
     lm_crop = box.points_to_crop(seq.points)
     t = time.perf_counter()
     if flame_files is not None:
