@@ -39,8 +39,13 @@ def _explicit(path: str | os.PathLike, what: str, flag: str) -> Path:
     return p
 
 
-def resolve_flame_files(flame: str | None = None, landmark_embedding: str | None = None) -> tuple[Path, Path]:
+def resolve_flame_files(flame: str | None = None, landmark_embedding: str | None = None,
+                        prefer_ibug68: bool = False) -> tuple[Path, Path]:
     """Paths of the FLAME model file and of its landmark embedding.
+
+    Args:
+        prefer_ibug68: look for a 68-point (iBUG) embedding first, for face-alignment's points (``prepare
+            --landmarks face-alignment``); else MediaPipe's embedding comes first.
 
     Raises:
         AssetMissingError: either is not found; the message says where it was looked for, how to obtain it and
@@ -61,10 +66,13 @@ def resolve_flame_files(flame: str | None = None, landmark_embedding: str | None
         model = found[0]
     if landmark_embedding:
         return model, _explicit(landmark_embedding, "landmark embedding", "--landmark-embedding")
-    for name in _EMBEDDING_FILES:
+    files, assets = _EMBEDDING_FILES, _EMBEDDING_ASSETS
+    if prefer_ibug68:  # the 68-point files first: they read face-alignment's points back exactly
+        files, assets = files[1:] + files[:1], assets[::-1]
+    for name in files:
         if (model.parent / name).is_file():
             return model, model.parent / name
-    for a in _EMBEDDING_ASSETS:
+    for a in assets:
         st = asset_status(a)
         if st.found:
             return model, st.path

@@ -163,7 +163,7 @@ def track_clip(cfg: PrepareConfig, progress: bool = True, timer: StageTimer | No
 def _flame_files(cfg: PrepareConfig):
     from selfie_avatar.prepare.flame_setup import resolve_flame_files  # FLAME code loads only when asked for
 
-    return resolve_flame_files(cfg.flame, cfg.landmark_embedding)
+    return resolve_flame_files(cfg.flame, cfg.landmark_embedding, prefer_ibug68=cfg.landmarks != "mediapipe")
 
 
 def _expected(info: VideoInfo, max_frames: int | None) -> int | None:

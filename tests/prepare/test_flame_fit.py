@@ -156,6 +156,11 @@ def test_missing_flame_file_says_where_to_get_it(tmp_path, monkeypatch, sample_c
     assert "--face-model blendshape" in str(e.value)
     (tmp_path / "emb.npz").write_bytes(b"x")
     assert resolve_flame_files(landmark_embedding=str(tmp_path / "emb.npz")) == (lone, tmp_path / "emb.npz")
+    # Beside the model: MediaPipe's embedding first, or the 68-point one first for face-alignment's points.
+    for name in ("mediapipe_landmark_embedding.npz", "landmark_embedding.npy"):
+        (lone.parent / name).write_bytes(b"x")
+    assert resolve_flame_files()[1].name == "mediapipe_landmark_embedding.npz"
+    assert resolve_flame_files(prefer_ibug68=True)[1].name == "landmark_embedding.npy"
     cfg = PrepareConfig(video=str(sample_clip), out=str(tmp_path / "subj"), face_model="flame",
                         flame=str(tmp_path / "nope.pkl"), device="cpu")
     with pytest.raises(AssetMissingError, match="nope.pkl"):
