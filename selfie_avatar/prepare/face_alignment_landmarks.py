@@ -128,8 +128,8 @@ class FaceAlignmentLandmarker:
                  detector: bool = True, min_confidence: float = 0.5, flip_input: bool = True) -> None:
         fa, api = _import()
         files = face_alignment_files(mode, folder, detector)
-        for path in files.values():
-            _check_tensors_only(path)
+        if "face_alignment_depth" in files:  # the others face-alignment loads with weights_only=True itself
+            _check_tensors_only(files["face_alignment_depth"])
         urls = {api.models_urls[key]: files[name] for name, key in _NETWORKS[mode].items()}
         kind = fa.LandmarksType.THREE_D if mode == "3d" else fa.LandmarksType.TWO_D
         kwargs = {"path_to_detector": str(files["face_alignment_s3fd"]), "filter_threshold": min_confidence} \

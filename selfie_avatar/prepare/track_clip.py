@@ -84,7 +84,6 @@ def _with_ibug_points(found: Detection, second, frame: np.ndarray) -> Detection:
     ibug = second.detect(frame, box=box)
     if not ibug.found:
         return found
-    second.hits = getattr(second, "hits", 0) + 1
     return Detection(merge_ibug68(p, ibug.points), found.scores, found.rotation, found.num_faces)
 
 
@@ -109,7 +108,7 @@ def track_clip(cfg: PrepareConfig, progress: bool = True, timer: StageTimer | No
     flame_files = _flame_files(cfg) if cfg.face_model == "flame" else None
     # So should a missing face-alignment file or package.
     second = _second_landmarker(cfg)
-    detections = []
+    detections, hits = [], 0
     t = time.perf_counter()
     with MediaPipeLandmarker(cfg.landmarker, min_confidence=cfg.min_confidence) as det:
         frames = prefetch(iter_frames(cfg.video, max_frames=cfg.max_frames))
@@ -124,14 +123,16 @@ def track_clip(cfg: PrepareConfig, progress: bool = True, timer: StageTimer | No
             found = det.detect(frame, int(round(len(detections) * 1000 / info.fps)))
             t = timer.add("landmarks", t)
             if second is not None and found.found:
-                found = _with_ibug_points(found, second, frame)
+                merged = _with_ibug_points(found, second, frame)
+                hits += merged is not found
+                found = merged
                 t = timer.add("face_alignment", t)
             detections.append(found)
             bar.update()
         bar.close()
     if second is not None:
         log.info("face-alignment (%s): 68 points put in on %d of %d frames with a MediaPipe face", second.mode,
-                 getattr(second, "hits", 0), sum(d.found for d in detections))
+                 hits, sum(d.found for d in detections))
         second.close()
     if not detections:
         raise VideoError(f"{cfg.video}: no frame could be decoded; the file may be corrupt")

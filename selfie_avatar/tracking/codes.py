@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+FIELDS = ("rotation", "scale", "translation", "expression")
+
 
 @dataclass
 class HeadCodes:
@@ -53,25 +55,20 @@ class HeadCodes:
     def torch(self, device: str | torch.device = "cpu") -> "TorchCodes":
         """The same codes as float32 tensors on ``device``."""
         return TorchCodes(*(torch.from_numpy(np.ascontiguousarray(getattr(self, k))).to(device)
-                            for k in ("rotation", "scale", "translation", "expression")))
+                            for k in FIELDS))
 
     @classmethod
     def concat(cls, parts: list["HeadCodes"]) -> "HeadCodes":
         """The frames of several :class:`HeadCodes`, in order."""
-        return cls(*(np.concatenate([getattr(p, k) for p in parts])
-                     for k in ("rotation", "scale", "translation", "expression")))
+        return cls(*(np.concatenate([getattr(p, k) for p in parts]) for k in FIELDS))
 
     def scaled(self, factor: float) -> "HeadCodes":
         """The same codes for a crop ``factor`` times larger (pixels scale, rotation and expression do not)."""
         return HeadCodes(self.rotation, self.scale * factor, self.translation * factor, self.expression)
 
-
     def translation_3d(self) -> np.ndarray:
         """(N, 3) translation with z = 0, the shape ``tracking.npz`` stores."""
         return np.concatenate([self.translation, np.zeros((len(self), 1), np.float32)], 1)
-
-
-FIELDS = ("rotation", "scale", "translation", "expression")
 
 
 @dataclass
