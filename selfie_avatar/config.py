@@ -142,8 +142,15 @@ class TrainConfig:
                                 "(default: the preset's: on for tiny and full, off for cpu and lite)")
     background_plate: bool = _f(True, "give the image generator the subject's background plate (background.png); "
                                 "--no-background-plate makes G_b learn the whole background")
+    face_foreground: bool | None = _f(None, "with the plate, the face region (eyes and mouth included) is always "
+                                      "foreground in the plate composite, else the predicted mask decides there "
+                                      "(default: the preset's: on for tiny and lite, off for cpu and full)")
     bg_shift: bool = _f(True, "translation augmentation on alternate steps: the whole sample moves and the background "
                         "window with it")
+    rotate_deg: float | None = _f(None, "on the shifted steps also turn the whole sample (and the background features) "
+                                  "in-plane by up to this many degrees (0: off; default: the preset's)")
+    zoom: float | None = _f(None, "on the shifted steps also zoom the whole sample by up to a factor 1 + ZOOM either "
+                            "way (0: off; default: the preset's)")
     grad_clip: float = _f(1.0, "clip the gradient norm of each generator (G_fa, G_b, G_I) to this value, as "
                           "StyleAvatar does (0: off)")
     r1_gamma: float = _f(10.0, "R1 penalty weight on the discriminator")
@@ -185,7 +192,7 @@ class AblationConfig:
     preset: str = _f("cpu", f"training preset of every run: {preset_help()}", choices=tuple(PRESETS))
     ablation: list[str] = field(default_factory=list, metadata={
         "help": "which ablations, in order (default: all: full, no_id_mrf, no_cosine, no_reconstruction, "
-                "no_adversarial, no_background_plate)"})
+                "no_adversarial, no_background_plate, no_face_foreground)"})
     max_steps: int | None = _f(None, "steps per run (without --max-minutes, the preset's time limit is lifted)")
     max_minutes: float | None = _f(None, "time limit per run (equal time is not equal steps)")
     seed: int = _f(0, "first random seed (every configuration trains with seeds SEED ... SEED+SEEDS-1)")

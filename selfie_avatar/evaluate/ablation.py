@@ -39,7 +39,9 @@ log = get_logger("ablation")
 __all__ = ["ABLATIONS", "ABLATION_OPTIONS", "AblationResult", "grid_runs", "run_ablation_grid", "run_folder"]
 
 #: Ablation name -> loss overrides (``TrainConfig.loss`` items). Weight 0 switches a loss off (not computed);
-#: ``no_background_plate`` keeps every loss and switches the plate input off instead (:data:`ABLATION_OPTIONS`).
+#: ``no_background_plate`` and ``no_face_foreground`` keep every loss and switch the plate input, or the face
+#: region's place as sure foreground in the plate composite, off instead (:data:`ABLATION_OPTIONS`; on a preset
+#: that has the latter off, ``cpu`` or ``full``, ``no_face_foreground`` trains what ``full`` trains).
 ABLATIONS: dict[str, tuple[str, ...]] = {
     "full": (),
     "no_id_mrf": ("id_mrf=0",),
@@ -47,9 +49,11 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
     "no_reconstruction": ("reconstruction=0",),
     "no_adversarial": ("adversarial=0",),
     "no_background_plate": (),
+    "no_face_foreground": (),
 }
 #: Ablation name -> further ``TrainConfig`` fields it changes (an ablation of the architecture, not of a loss).
-ABLATION_OPTIONS: dict[str, dict] = {"no_background_plate": {"background_plate": False}}
+ABLATION_OPTIONS: dict[str, dict] = {"no_background_plate": {"background_plate": False},
+                                     "no_face_foreground": {"face_foreground": False}}
 #: ``ablation.json``'s ``layout``: run folders OUT/<ablation>/seed_<k>/ (grids without it: OUT/<ablation>/).
 
 _GRID_OWNED = {"subject", "out", "preset", "loss", "max_steps", "max_minutes", "seed", "device",

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from selfie_avatar.geometry.similarity import warp_images
+
 from .background_generator import BackgroundGenerator
 from .config import ModelConfig
 from .face_generator import FaceGenerator
@@ -35,6 +37,8 @@ class AvatarGenerator(nn.Module):
         - uv: :math:`(B, 3, S, S)` ``I_UV``: u, v, coverage mask, in [0, 1]
         - frame_index: :math:`(B,)` long or None (see :class:`ImageGenerator`)
         - bg_offset: :math:`(B, 2)` long (x, y) window corners in canvas pixels, or None (centred)
+        - bg_warp: :math:`(B, 2, 2)` similarity about the frame centre applied to the windowed background
+          features (training's rotation and zoom augmentation, ``training/shift.py``), or None
         - face_texture: cached :math:`(1 \\text{ or } B, C_f, T, T)` or None (run G_fa)
         - bg_canvas: cached :math:`(1 \\text{ or } B, C_b, N, N)` (N = ``cfg.bg_canvas_size``) or None (run G_b)
         - plate: :math:`(B \\text{ or } 1, 3, S, S)` background plate in [-1, 1], windowed like the frame (required
@@ -67,9 +71,9 @@ class AvatarGenerator(nn.Module):
     def forward(self, render: Tensor, uv: Tensor, frame_index: Tensor | None = None, bg_offset: Tensor | None = None,
                 face_texture: Tensor | None = None, bg_canvas: Tensor | None = None,
                 image_generator: ImageGenerator | None = None, noise: str | None = None,
-                plate: Tensor | None = None) -> dict[str, Tensor | None]:
+                plate: Tensor | None = None, bg_warp: Tensor | None = None) -> dict[str, Tensor | None]:
         """Args:
-            render, uv, frame_index, bg_offset, face_texture, bg_canvas, plate: see the class docstring.
+            render, uv, frame_index, bg_offset, face_texture, bg_canvas, plate, bg_warp: see the class docstring.
             image_generator: run this image generator instead of ``self.image_generator`` (e.g. an EMA copy).
             noise: ``"random"``, ``"const"``, ``"zero"`` or None ("random" for modules in training mode, "const" in
                 eval mode), used by all three generators.
@@ -97,6 +101,9 @@ class AvatarGenerator(nn.Module):
         if bg_canvas is None:
             bg_canvas = self.background_generator.canvas(self.z_b, noise)       # (1, C_b, N, N)
         bg_features = self.background_generator.crop(bg_canvas, bg_offset, batch=b)   # (B, C_b, S, S)
+        if bg_warp is not None:
+            bg_features = warp_images(bg_features, bg_warp.to(bg_features), bg_features.new_zeros(b, 2),
+                                      padding_mode="zeros")
 
         g_i = image_generator if image_generator is not None else self.image_generator
         out = g_i(render, face_features, uv[:, 2:3], bg_features, frame_index=frame_index, noise=noise, plate=plate)

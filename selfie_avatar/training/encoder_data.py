@@ -32,11 +32,11 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from selfie_avatar.face_model.names import NUM_BLENDSHAPES
+from selfie_avatar.geometry.similarity import similarity_matrix, warp_images, warp_points
 from selfie_avatar.tracking.status import MISSING
 from selfie_avatar.tracking.subject import Subject
 
-__all__ = ["load_codes", "EncoderFrames", "EncoderDataModule", "AugmentSettings", "augment_batch",
-           "similarity_matrix"]
+__all__ = ["load_codes", "EncoderFrames", "EncoderDataModule", "AugmentSettings", "augment_batch"]
 
 CODE_KEYS = ("rotation", "scale", "translation", "expression", "landmarks")
 
@@ -153,49 +153,6 @@ class AugmentSettings:
     gamma: float = 0.3
     blur_sigma: float = 1.2
     noise: float = 0.03
-
-
-def similarity_matrix(k: Tensor, angle: Tensor, shift: Tensor) -> tuple[Tensor, Tensor]:
-    """2D similarity about the crop centre in relative coordinates: ``p' = c + A (p - c) + shift``.
-
-    Args:
-        k: zoom factors.
-        angle: in-plane rotation in radians (screen axes: x right, y down, as ``Rz`` in :mod:`geometry.rotation`).
-        shift: translation, fractions of the crop side.
-
-    Returns:
-        ``A = k Rz(angle)`` (B, 2, 2) and ``shift`` (B, 2).
-
-    Shape:
-        - k, angle: :math:`(B,)`
-        - shift: :math:`(B, 2)`
-    """
-    c, s = torch.cos(angle), torch.sin(angle)
-    A = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2) * k[:, None, None]
-    return A, shift
-
-
-def warp_points(points: Tensor, A: Tensor, shift: Tensor) -> Tensor:
-    """Apply :func:`similarity_matrix`'s transform to relative points (B, P, 2) -> (B, P, 2)."""
-    return 0.5 + (points - 0.5) @ A.transpose(-1, -2) + shift[:, None, :]
-
-
-def warp_images(images: Tensor, A: Tensor, shift: Tensor, padding_mode: str = "reflection") -> Tensor:
-    """Resample images so that content at relative position ``p`` moves to ``c + A (p - c) + shift``.
-
-    ``grid_sample`` with ``align_corners=False`` uses the package's pixel-centre convention (pixel j covers
-    [j, j + 1) and is sampled at j + 0.5), so image and targets move together to sub-pixel accuracy.
-
-    Shape:
-        - images: :math:`(B, C, H, W)` float
-        - A: :math:`(B, 2, 2)`, shift: :math:`(B, 2)`
-        - output: :math:`(B, C, H, W)`
-    """
-    # In grid units u = 2 p - 1 (centre 0): u' = A u + 2 shift, so the output samples u = A^-1 (u' - 2 shift).
-    inv = torch.linalg.inv(A)
-    theta = torch.cat([inv, -(inv @ (2 * shift)[..., None])], -1)
-    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
 
 
 def _rz3(angle: Tensor) -> Tensor:

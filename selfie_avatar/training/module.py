@@ -3,10 +3,12 @@
 Per step (batch of training frames):
 
     shift : on alternate steps the whole sample (frame, I_R, I_UV, matte, plate) moves by a random (dx, dy) and the
-            background window the opposite way (training/shift.py); pixels from outside the frame take the real
+            background window the opposite way (training/shift.py), then, with rotate_deg or zoom, turns and zooms
+            about the frame centre with the background features; pixels from outside the frame take the real
             frame's values in the output, so they carry no loss
-    out   = G(I_R, I_UV, frame_index, bg_offset, plate)  face texture warped through I_UV, background window,
-                                                          StyleUNet fusion over the background plate -> image, mask
+    out   = G(I_R, I_UV, frame_index, bg_offset, plate, bg_warp)
+            face texture warped through I_UV, background window, StyleUNet fusion over the background plate
+            -> image, mask
     D     : logistic loss on (real, I_R) vs (fake.detach(), I_R); lazy R1 every r1_interval steps, added to the same
             step's loss (so Adam's learning rate needs no lazy-regularisation correction)
     G     : weighted sum of the enabled losses (adversarial, reconstruction, id_mrf, cosine); a NaN or inf in any
@@ -32,7 +34,7 @@ from lightning import LightningModule
 from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.losses import GeneratorLoss, d_logistic_loss, r1_penalty
 from selfie_avatar.models import AvatarGenerator, Discriminator, ModelConfig
-from selfie_avatar.training.shift import composite_border, draw_shifts, shift_batch
+from selfie_avatar.training.shift import composite_border, draw_shifts, draw_similarity, shift_batch, warp_batch
 
 
 LR_FLOOR = 0.05
@@ -66,6 +68,8 @@ class AvatarModule(LightningModule):
         grad_clip: gradient-norm clip of each generator (0: off); the discriminator is not clipped (StyleAvatar).
         r1_gamma, r1_interval: lazy R1 regularisation of the discriminator.
         bg_shift: translation augmentation on alternate steps (the whole sample and the background window).
+        rotate_deg, zoom: on the same steps, an in-plane rotation up to ``rotate_deg`` degrees and a zoom up to a
+            factor ``1 + zoom`` either way, of the whole sample and the background features (0: off).
         image_every: steps between image panels (0: never).
         vgg_weights: VGG weights file for the feature losses (see ``resolve_vgg_weights``; None: resolved, with
             stated fallbacks).
@@ -81,7 +85,8 @@ class AvatarModule(LightningModule):
                  lr_d: float = 2e-3, freeze_after: int = 1000, ema_decay: float = 0.995, grad_clip: float = 1.0,
                  r1_gamma: float = 10.0, r1_interval: int = 16, bg_shift: bool = True, image_every: int = 0,
                  vgg_weights: str | None = None, seed: int = 0, feature_window: int | None = None,
-                 lr_decay: float = 0.0, budget_steps: int | None = None, budget_seconds: float | None = None) -> None:
+                 lr_decay: float = 0.0, budget_steps: int | None = None, budget_seconds: float | None = None,
+                 rotate_deg: float = 0.0, zoom: float = 0.0) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -193,27 +198,36 @@ class AvatarModule(LightningModule):
                     f"`--loss {name}=0`, then --resume."
                 )
 
-    def _augment(self, batch: dict[str, torch.Tensor], step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        """On alternate steps, the batch shifted as one (with ``valid``) and the matching background window offsets;
-        else the batch as it is and the centred window (None)."""
+    def _augment(self, batch: dict[str, torch.Tensor], step: int):
+        """On alternate steps, the batch shifted (and turned) as one, with ``valid``, the matching background window
+        offsets and the background features' warp; else the batch as it is, the centred window and no warp (None,
+        None)."""
         plate = self.plate()
         if plate is not None:
             batch = {**batch, "plate": plate}
         if not self.hparams.bg_shift or step % 2:
-            return batch, None
+            return batch, None, None
         bg = self.generator.background_generator
         centre = bg.max_offset // 2
-        shifts = draw_shifts(batch["image"].shape[0], centre, generator=self._aug)
+        n = batch["image"].shape[0]
+        shifts = draw_shifts(n, centre, generator=self._aug)
         batch = shift_batch(batch, shifts.to(self.device))
-        return batch, (centre - shifts).to(self.device)
+        warp = None
+        rotate_deg, zoom = self.hparams.rotate_deg, self.hparams.zoom
+        if rotate_deg > 0 or zoom > 0:
+            warp = draw_similarity(n, rotate_deg, zoom, generator=self._aug).to(self.device)
+            batch = warp_batch(batch, warp)
+        return batch, (centre - shifts).to(self.device), warp
 
-    def forward(self, batch: dict[str, torch.Tensor], ema: bool = False, bg_offset=None) -> dict[str, torch.Tensor]:
+    def forward(self, batch: dict[str, torch.Tensor], ema: bool = False, bg_offset=None,
+                bg_warp=None) -> dict[str, torch.Tensor]:
         cache = self.cached()
         image_generator = self.ema if ema else None
         plate = batch.get("plate", self.plate())
         return self.generator(batch["render"], batch["uv"], frame_index=batch.get("frame_index"),
                               bg_offset=bg_offset, face_texture=cache["face_texture"],
-                              bg_canvas=cache["bg_canvas"], image_generator=image_generator, plate=plate)
+                              bg_canvas=cache["bg_canvas"], image_generator=image_generator, plate=plate,
+                              bg_warp=bg_warp)
 
     def on_train_start(self) -> None:
         self._elapsed, self._clock = float(self.train_seconds), time.perf_counter()
@@ -245,9 +259,9 @@ class AvatarModule(LightningModule):
         lr_factor = self._set_learning_rates(step, g_opt, d_opt)
         if not self.frozen and step >= self.hparams.freeze_after:
             self._freeze_and_cache()
-        batch, offsets = self._augment(batch, step)
+        batch, offsets, warp = self._augment(batch, step)
         real, render, valid = batch["image"], batch["render"], batch.get("valid")
-        out = self(batch, bg_offset=offsets)
+        out = self(batch, bg_offset=offsets, bg_warp=warp)
         fake = composite_border(out["image"], real, valid)
         pred_mask = composite_border(out["mask"], batch["matte"], valid)
         logs: dict[str, torch.Tensor] = {}

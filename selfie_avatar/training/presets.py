@@ -30,6 +30,9 @@ class Preset:
     loss_weights: tuple[tuple[str, float], ...] = ()
     time_code: bool = True
     lr_decay: float = 0.0  # the last fraction of the budget over which the learning rates fall (module.lr_scale)
+    # In-plane rotation (degrees) and zoom of the whole sample on the shifted steps (training/shift.py).
+    rotate_deg: float = 0.0
+    zoom: float = 0.0
 
 
 CPU_LOSSES = (("adversarial", 0.0),)

@@ -60,7 +60,8 @@ def resolve_settings(cfg: TrainConfig) -> Preset:
     given = {k: v for k, v in {"batch_size": cfg.batch_size, "max_steps": cfg.max_steps,
                                "max_minutes": cfg.max_minutes, "lr_g": cfg.lr_g, "lr_d": cfg.lr_d,
                                "freeze_after": cfg.freeze_after, "time_code": cfg.time_code,
-                               "lr_decay": cfg.lr_decay}.items() if v is not None}
+                               "lr_decay": cfg.lr_decay, "rotate_deg": cfg.rotate_deg,
+                               "zoom": cfg.zoom}.items() if v is not None}
     if cfg.feature_window is not None:
         given["feature_window"] = cfg.feature_window or None  # 0: the whole frame
     return dataclasses.replace(p, **given)
@@ -115,7 +116,9 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     s = resolve_settings(cfg)
     weights = resolve_loss_weights(dict(s.loss_weights), overrides=cfg.loss)
     model_cfg = dataclasses.replace(s.model, use_time_code=s.time_code,
-                                    use_background_plate=s.model.use_background_plate and cfg.background_plate)
+                                    use_background_plate=s.model.use_background_plate and cfg.background_plate,
+                                    face_is_foreground=(s.model.face_is_foreground if cfg.face_foreground is None
+                                                        else cfg.face_foreground))
 
     worker = _is_worker_process()
     resume_from = None
@@ -141,7 +144,8 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         model=dataclasses.asdict(model_cfg), loss_weights=weights, lr_g=s.lr_g, lr_d=s.lr_d,
         freeze_after=s.freeze_after, ema_decay=s.ema_decay, grad_clip=cfg.grad_clip, r1_gamma=cfg.r1_gamma,
         r1_interval=s.r1_interval, bg_shift=cfg.bg_shift, image_every=s.image_every,
-        feature_window=s.feature_window, lr_decay=s.lr_decay, budget_steps=s.max_steps,
+        feature_window=s.feature_window, lr_decay=s.lr_decay, rotate_deg=s.rotate_deg, zoom=s.zoom,
+        budget_steps=s.max_steps,
         budget_seconds=s.max_minutes * 60 if s.max_minutes else None,
         vgg_weights=cfg.vgg_weights, seed=cfg.seed,
     )

@@ -71,18 +71,22 @@ def test_the_table_switches_off_one_loss_each_and_the_plate():
     assert all(len(o) == 1 and set(o.values()) == {0.0} for o in off.values())
     assert ABLATIONS["no_background_plate"] == () and ABLATION_OPTIONS["no_background_plate"] == {
         "background_plate": False}
+    assert ABLATIONS["no_face_foreground"] == () and ABLATION_OPTIONS["no_face_foreground"] == {
+        "face_foreground": False}
 
 
 def test_the_plate_ablation_trains_without_the_plate_and_says_so(train_subject, tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr("selfie_avatar.training.run.train", lambda cfg, callbacks=None: seen.append(cfg))
     run_ablation_grid(AblationConfig(subject=str(train_subject), out=str(tmp_path / "grid"), preset="tiny",
-                                     ablation=["full", "no_background_plate"], max_steps=1, evaluate=False,
-                                     progress=False))
-    assert [c.background_plate for c in seen] == [True, False] and [c.loss for c in seen] == [[], []]
+                                     ablation=["full", "no_background_plate", "no_face_foreground"], max_steps=1,
+                                     evaluate=False, progress=False))
+    assert [c.background_plate for c in seen] == [True, False, True] and [c.loss for c in seen] == [[], [], []]
+    assert [c.face_foreground for c in seen] == [None, None, False]  # None: the preset's
     table = ablation_table(fake_grid(tmp_path / "t", {"full": {"psnr": [20.0]}, "no_background_plate": {
-        "psnr": [18.0]}}))
+        "psnr": [18.0]}, "no_face_foreground": {"psnr": [19.0]}}))
     assert table["configs"]["no_background_plate"]["losses_off"] == "background plate"
+    assert table["configs"]["no_face_foreground"]["losses_off"] == "face as foreground"
 
 
 def test_paired_difference_is_the_per_seed_difference(tmp_path):

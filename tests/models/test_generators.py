@@ -11,6 +11,7 @@ from selfie_avatar.models import (
     AvatarGenerator, BackgroundGenerator, Discriminator, FaceGenerator, ImageGenerator, ModelConfig, TextureWarp,
     warp_texture,
 )
+from selfie_avatar.models.image_generator import filled_face
 
 B = 2
 
@@ -235,7 +236,7 @@ def test_the_background_plate_is_the_default_background():
     g = ImageGenerator(cfg).eval()
     b, s = 2, cfg.size
     render, face = torch.randn(b, 3, s, s), torch.randn(b, cfg.face_feat_channels, s, s)
-    mask, bg = torch.rand(b, 1, s, s), torch.randn(b, cfg.bg_feat_channels, s, s)
+    mask, bg = torch.zeros(b, 1, s, s), torch.randn(b, cfg.bg_feat_channels, s, s)  # no face in view
     plate = torch.rand(1, 3, s, s) * 2 - 1
     with pytest.raises(ValueError, match="pass the plate"):
         g(render, face, mask, bg)
@@ -248,5 +249,19 @@ def test_the_background_plate_is_the_default_background():
     out = g(render, face, mask, bg, plate=plate)
     torch.testing.assert_close(out["image"], (1 - out["mask"]) * plate.expand(b, -1, -1, -1))
     assert out["mask"].max() < 0.05
+    # The face region is person, holes (eyes, an open mouth) included: no plate shows through it.
+    face_mask = torch.zeros(b, 1, s, s)
+    face_mask[..., 16:48, 20:44] = 1
+    face_mask[..., 26:29, 24:30] = 0  # an eye: the mesh has no triangles there
+    out = g(render, face, face_mask, bg, plate=plate)
+    inside = face_mask.clone()
+    inside[..., 26:29, 24:30] = 1
+    assert torch.equal(out["mask"][inside.bool()], torch.ones(int(inside.sum())))
+    assert (out["image"] * inside).abs().max() == 0
+    outside = ~inside.bool()
+    assert out["mask"][outside].max() < 0.05
+    assert torch.equal(filled_face(face_mask), inside)
+    with pytest.raises(ValueError, match="face_mask must be"):
+        filled_face(face_mask[:, 0])
     with pytest.raises(ValueError, match="without use_background_plate"):
         ImageGenerator(ModelConfig.preset("tiny", use_background_plate=False))(render, face, mask, bg, plate=plate)

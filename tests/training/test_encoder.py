@@ -19,8 +19,8 @@ from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.models.encoder import EncoderNetConfig
 from selfie_avatar.tracking.subject import Subject
 from selfie_avatar.training.encoder import EncoderModule, load_encoder, train_encoder
-from selfie_avatar.training.encoder_data import (AugmentSettings, EncoderFrames, augment_batch, load_codes,
-                                                 similarity_matrix, warp_images)
+from selfie_avatar.geometry.similarity import similarity_matrix, warp_images
+from selfie_avatar.training.encoder_data import AugmentSettings, EncoderFrames, augment_batch, load_codes
 from selfie_avatar.tracking.codes import TorchCodes
 from selfie_avatar.training.encoder_report import code_errors, constant_mean, model_landmarks, predict_relative
 from selfie_avatar.training.run import keep_native_signal_handlers

@@ -41,6 +41,7 @@ def test_tiny_training_learns_and_logs_everything(train_subject, offline_wandb):
     assert last < first, f"reconstruction did not fall: {first:.4f} -> {last:.4f}"
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["loss_weights"]["id_mrf"] > 0 and cfg["vgg_source"]
+    assert cfg["model"]["face_is_foreground"] is True and cfg["resolved"]["rotate_deg"] == 0.0  # the tiny preset's
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "checkpoints" / "best.ckpt").is_file()
     assert list((run / "images").glob("train_*.png")) and list((run / "images").glob("val_*.png"))
     # W&B wrote an offline run into the run folder, with the config in it
@@ -74,13 +75,16 @@ def test_resume_continues_from_the_saved_step(train_subject, offline_wandb, monk
 def test_loss_switches(train_subject, offline_wandb, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     run = offline_wandb / "run"
-    train(_cfg(train_subject, run, max_steps=2, loss=["id_mrf=0", "cosine=0", "adversarial=0"]))
+    train(_cfg(train_subject, run, max_steps=2, loss=["id_mrf=0", "cosine=0", "adversarial=0"],
+               face_foreground=False, rotate_deg=8.0, zoom=0.05))
     rows = _metrics(run)
     assert _series(rows, "train/reconstruction")
     for off in ("id_mrf", "cosine", "adversarial", "d_logistic"):
         assert not _series(rows, f"train/{off}")
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["loss_weights"]["id_mrf"] == 0 and cfg["vgg_source"].startswith("none")
+    assert cfg["model"]["face_is_foreground"] is False and cfg["model"]["use_background_plate"] is True
+    assert cfg["resolved"]["rotate_deg"] == 8.0 and cfg["resolved"]["zoom"] == 0.05
     with pytest.raises(ValueError, match="idmrf"):
         train(_cfg(train_subject, offline_wandb / "bad", loss=["idmrf=1"]))
 
