@@ -69,10 +69,11 @@ def main() -> None:
         for name, r in regions.items():
             r = r.float()
             rows[name] = {"pixels": r.mean().item(), "mse": ((se * r).sum() / r.sum().clamp_min(1)).item(),
-                          "se_share": ((se * r).sum() / se.sum()).item(), "lpips_share": ((lp * r).sum() / lp.sum()).item()}
+                          "se_share": ((se * r).sum() / se.sum()).item(),
+                          "lpips_share": ((lp * r).sum() / lp.sum()).item()}
         return {"mse": se.mean().item(), "lpips": lp.mean().item(), "regions": rows}
 
-    predictors = {"avatar": fake, **{k: v for k, v in base.items()}}
+    predictors = {"avatar": fake, **base}
     report = {"checkpoint": str(ckpt), "subject": str(subject_dir), "test_frames": len(frames),
               "predictors": {k: describe(v) for k, v in predictors.items()}}
     wrong_outline = ((matte < 0.1) & (pred >= 0.05)).float()

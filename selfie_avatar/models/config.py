@@ -59,7 +59,7 @@ class ModelConfig:
             fusion mask selects the background, so ``G_b`` only models what the plate lacks. False for
             checkpoints written before the plate existed; every preset turns it on.
         face_is_foreground: with the plate, the face region (``I_UV``'s coverage with its eye and mouth holes
-            closed, :func:`~selfie_avatar.models.image_generator.filled_face`) counts as foreground in the plate
+            filled, :func:`~selfie_avatar.models.image_generator.filled_face`) counts as foreground in the plate
             composite whatever the predicted mask says there, so the wall cannot show through the eyes or an open
             mouth while the mask is still learning that they are person. False for checkpoints written before it
             existed; on in the ``tiny`` and ``lite`` presets (measured in the README: it removed the ``lite``

@@ -76,6 +76,13 @@ def draw_shifts(batch: int, max_shift: int, generator: torch.Generator | None = 
     return s.round().clamp(-max_shift, max_shift).long()
 
 
+def _pixel_maps(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The entries of :data:`SHIFTED_KEYS` in ``batch``, one copy per sample (a shared map, the plate, expanded)."""
+    b = batch["image"].shape[0]
+    return {key: v.expand(b, -1, -1, -1) if v.shape[0] == 1 and b > 1 else v
+            for key, v in batch.items() if key in SHIFTED_KEYS}
+
+
 def shift_batch(batch: dict[str, Tensor], shifts: Tensor) -> dict[str, Tensor]:
     """The batch with every per-pixel entry of :data:`SHIFTED_KEYS` translated by ``shifts`` and a ``valid`` mask
     (1 where the pixel comes from inside the frame). Other entries (``frame_index``) are kept as they are.
@@ -86,12 +93,8 @@ def shift_batch(batch: dict[str, Tensor], shifts: Tensor) -> dict[str, Tensor]:
     """
     image = batch["image"]
     out = dict(batch)
-    for key in SHIFTED_KEYS:
-        if key in batch:
-            value = batch[key]
-            if value.shape[0] == 1 and image.shape[0] > 1:  # a shared map (the plate) gets one copy per sample
-                value = value.expand(image.shape[0], -1, -1, -1)
-            out[key] = shift_images(value, shifts)
+    for key, value in _pixel_maps(batch).items():
+        out[key] = shift_images(value, shifts)
     ones = torch.ones(image.shape[0], 1, *image.shape[2:], dtype=image.dtype, device=image.device)
     out["valid"] = shift_images(ones, shifts)
     return out
@@ -131,13 +134,9 @@ def warp_batch(batch: dict[str, Tensor], A: Tensor) -> dict[str, Tensor]:
     A = A.to(device=image.device, dtype=image.dtype)
     zero = torch.zeros(b, 2, device=image.device, dtype=image.dtype)
     out = dict(batch)
-    for key in SHIFTED_KEYS:
-        if key in batch:
-            value = batch[key]
-            if value.shape[0] == 1 and b > 1:
-                value = value.expand(b, -1, -1, -1)
-            warped = warp_images(value, A, zero, padding_mode="zeros", mode=_WARP_MODES[key])
-            out[key] = warped.clamp(-1, 1) if _WARP_MODES[key] == "bicubic" else warped
+    for key, value in _pixel_maps(batch).items():
+        warped = warp_images(value, A, zero, padding_mode="zeros", mode=_WARP_MODES[key])
+        out[key] = warped.clamp(-1, 1) if _WARP_MODES[key] == "bicubic" else warped
     valid = batch.get("valid")
     if valid is None:
         valid = torch.ones(b, 1, *image.shape[2:], dtype=image.dtype, device=image.device)

@@ -74,9 +74,14 @@ def test_draw_shifts_stay_in_range():
     assert s.abs().max() <= 4 and s.dtype == torch.long and s.float().std() > 0.5
 
 
+def _smooth(x: torch.Tensor, y: torch.Tensor, channels: int) -> torch.Tensor:
+    """A smooth image, (1, channels, H, W), evaluated at pixel coordinates x, y (H, W)."""
+    return torch.stack([torch.sin(x / (4 + c) + c) * torch.cos(y / (5 + c)) for c in range(channels)])[None] * 0.9
+
+
 def _smooth_world(channels: int, side: int) -> torch.Tensor:
     yy, xx = torch.meshgrid(torch.arange(side) + 0.5, torch.arange(side) + 0.5, indexing="ij")
-    return torch.stack([torch.sin(xx / (4 + c) + c) * torch.cos(yy / (5 + c)) for c in range(channels)])[None] * 0.9
+    return _smooth(xx, yy, channels)
 
 
 def test_warp_batch_turns_every_map_and_marks_what_came_from_outside():
@@ -90,8 +95,7 @@ def test_warp_batch_turns_every_map_and_marks_what_came_from_outside():
     # where each output pixel reads from: p = c + A^-1 (p' - c), in pixels
     yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
     src = (torch.stack([xx, yy], -1) - size / 2) @ torch.linalg.inv(A[0]).T + size / 2
-    truth = torch.stack([torch.sin(src[..., 0] / (4 + c) + c) * torch.cos(src[..., 1] / (5 + c))
-                         for c in range(3)])[None] * 0.9
+    truth = _smooth(src[..., 0], src[..., 1], 3)  # the same function, evaluated at the source points
     valid = out["valid"].bool()
     assert 0.8 < valid.float().mean() < 1.0  # the corners came from outside the frame
     inside = ((src > 1.5) & (src < size - 1.5)).all(-1)  # every bicubic neighbour inside the frame
