@@ -180,7 +180,7 @@ def main() -> None:
     report = {
         "title": f"{args.preset} preset, {name} at {first.config.size} px, {cpu_name()}",
         "subject": str(subject_dir.resolve()), "preset": args.preset, "minutes": args.minutes, "options": options,
-        "loss": args.loss,
+        "loss": args.loss, "seed": args.seed,
         "test_frames": tests.frames, "metrics": list(tests.scorer.metrics), "notes": tests.scorer.notes,
         "steps": result.steps, "train_seconds": result.seconds, "train_wall_seconds": train_wall,
         "steps_per_second": result.steps / max(result.seconds, 1e-9), "vgg_source": result.vgg_source,

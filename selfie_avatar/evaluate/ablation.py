@@ -41,7 +41,7 @@ __all__ = ["ABLATIONS", "ABLATION_OPTIONS", "AblationResult", "grid_runs", "run_
 #: Ablation name -> loss overrides (``TrainConfig.loss`` items). Weight 0 switches a loss off (not computed);
 #: ``no_background_plate`` and ``no_face_foreground`` keep every loss and switch the plate input, or the face
 #: region's place as sure foreground in the plate composite, off instead (:data:`ABLATION_OPTIONS`; on a preset
-#: that has the latter off, ``cpu`` or ``full``, ``no_face_foreground`` trains what ``full`` trains).
+#: that has the latter off, ``cpu`` or ``full``, the grid leaves ``no_face_foreground`` out, with a warning).
 ABLATIONS: dict[str, tuple[str, ...]] = {
     "full": (),
     "no_id_mrf": ("id_mrf=0",),
@@ -111,27 +111,39 @@ def _finished(run: Path, evaluate: bool) -> bool:
     return (run / "eval" / "metrics.json").is_file() if evaluate else (run / "checkpoints" / "last.ckpt").is_file()
 
 
-def _drop_no_ops(names: list[str], preset: str) -> list[str]:
-    """Leave out ablations that change nothing for ``preset`` (``no_adversarial`` where the preset already trains
-    without the adversarial term): they would train a copy of ``full``."""
+#: ``TrainConfig`` field of an option ablation -> the value it takes when neither the grid nor the user sets it,
+#: read from the preset (``None`` fields mean "the preset's").
+_PRESET_VALUE = {"background_plate": lambda p: p.model.use_background_plate,
+                 "face_foreground": lambda p: p.model.face_is_foreground}
+
+
+def _drop_no_ops(names: list[str], preset: str, train_options: dict | None = None) -> list[str]:
+    """Leave out ablations that change nothing for ``preset`` and ``train_options``: ``no_adversarial`` where the
+    preset already trains without the adversarial term, ``no_face_foreground`` where the face is not sure
+    foreground anyway (``cpu``, ``full``). They would train a copy of ``full``."""
     from selfie_avatar.losses.registry import resolve_loss_weights
     from selfie_avatar.training.presets import get_preset
 
-    base = dict(get_preset(preset).loss_weights)
+    p = get_preset(preset)
+    base = dict(p.loss_weights)
     full = resolve_loss_weights(base, overrides=ABLATIONS["full"])
+    given = dict(train_options or {})
     kept = []
     for name in names:
-        same = resolve_loss_weights(base, overrides=ABLATIONS[name]) == full and name not in ABLATION_OPTIONS
-        if same and name != "full":
-            log.warning("ablation %s is the same as full with preset %s (%s already off there); left out", name,
-                        preset, ", ".join(ABLATIONS[name]))
+        same_losses = resolve_loss_weights(base, overrides=ABLATIONS[name]) == full
+        changed = {k: v for k, v in ABLATION_OPTIONS.get(name, {}).items()
+                   if (_PRESET_VALUE[k](p) if given.get(k) is None else given[k]) != v}
+        if name != "full" and same_losses and not changed:
+            what = ", ".join(ABLATIONS[name]) or ", ".join(f"{k}={v}" for k, v in ABLATION_OPTIONS[name].items())
+            log.warning("ablation %s is the same as full with preset %s (%s already there); left out", name,
+                        preset, what)
             continue
         kept.append(name)
     return kept
 
 
 def _check_config(cfg: AblationConfig, train_options: dict | None) -> tuple[list[str], list[int], dict]:
-    names = _drop_no_ops(_check_names(cfg.ablation), cfg.preset)
+    names = _drop_no_ops(_check_names(cfg.ablation), cfg.preset, train_options)
     if cfg.seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {cfg.seeds}")
     if cfg.overwrite and cfg.skip_existing:

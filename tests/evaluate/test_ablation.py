@@ -279,4 +279,10 @@ def test_an_ablation_that_changes_nothing_for_the_preset_is_left_out():
     from selfie_avatar.evaluate.ablation import _drop_no_ops
 
     assert "no_adversarial" not in _drop_no_ops(list(ABLATIONS), "cpu")  # cpu already trains without the GAN
+    assert "no_face_foreground" not in _drop_no_ops(list(ABLATIONS), "cpu")  # nor with the face as foreground
+    assert "no_face_foreground" not in _drop_no_ops(list(ABLATIONS), "full")
+    assert "no_background_plate" in _drop_no_ops(list(ABLATIONS), "cpu")  # every preset has the plate
     assert _drop_no_ops(list(ABLATIONS), "tiny") == list(ABLATIONS)
+    # The user's own setting counts: with the face as foreground on cpu, switching it off is an ablation again.
+    assert "no_face_foreground" in _drop_no_ops(list(ABLATIONS), "cpu", {"face_foreground": True})
+    assert "no_face_foreground" not in _drop_no_ops(list(ABLATIONS), "tiny", {"face_foreground": False})
