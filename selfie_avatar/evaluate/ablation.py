@@ -111,29 +111,25 @@ def _finished(run: Path, evaluate: bool) -> bool:
     return (run / "eval" / "metrics.json").is_file() if evaluate else (run / "checkpoints" / "last.ckpt").is_file()
 
 
-#: ``TrainConfig`` field of an option ablation -> the value it takes when neither the grid nor the user sets it,
-#: read from the preset (``None`` fields mean "the preset's").
-_PRESET_VALUE = {"background_plate": lambda p: p.model.use_background_plate,
-                 "face_foreground": lambda p: p.model.face_is_foreground}
-
-
 def _drop_no_ops(names: list[str], preset: str, train_options: dict | None = None) -> list[str]:
     """Leave out ablations that change nothing for ``preset`` and ``train_options``: ``no_adversarial`` where the
     preset already trains without the adversarial term, ``no_face_foreground`` where the face is not sure
-    foreground anyway (``cpu``, ``full``). They would train a copy of ``full``."""
+    foreground anyway (``cpu``, ``full``). They would train a copy of ``full``. Settings are compared as ``train``
+    resolves them (``training.run.resolve_settings``)."""
     from selfie_avatar.losses.registry import resolve_loss_weights
-    from selfie_avatar.training.presets import get_preset
+    from selfie_avatar.training.run import resolve_settings
 
-    p = get_preset(preset)
-    base = dict(p.loss_weights)
-    full = resolve_loss_weights(base, overrides=ABLATIONS["full"])
     given = dict(train_options or {})
+
+    def resolved(name: str):
+        options = {**given, **ABLATION_OPTIONS.get(name, {})}
+        s = resolve_settings(TrainConfig(preset=preset, **options))
+        return resolve_loss_weights(dict(s.loss_weights), overrides=ABLATIONS[name]), s
+
+    full = resolved("full")
     kept = []
     for name in names:
-        same_losses = resolve_loss_weights(base, overrides=ABLATIONS[name]) == full
-        changed = {k: v for k, v in ABLATION_OPTIONS.get(name, {}).items()
-                   if (_PRESET_VALUE[k](p) if given.get(k) is None else given[k]) != v}
-        if name != "full" and same_losses and not changed:
+        if name != "full" and resolved(name) == full:
             what = ", ".join(ABLATIONS[name]) or ", ".join(f"{k}={v}" for k, v in ABLATION_OPTIONS[name].items())
             log.warning("ablation %s is the same as full with preset %s (%s already there); left out", name,
                         preset, what)
@@ -143,7 +139,7 @@ def _drop_no_ops(names: list[str], preset: str, train_options: dict | None = Non
 
 
 def _check_config(cfg: AblationConfig, train_options: dict | None) -> tuple[list[str], list[int], dict]:
-    names = _drop_no_ops(_check_names(cfg.ablation), cfg.preset, train_options)
+    names = _check_names(cfg.ablation)
     if cfg.seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {cfg.seeds}")
     if cfg.overwrite and cfg.skip_existing:
@@ -158,6 +154,7 @@ def _check_config(cfg: AblationConfig, train_options: dict | None) -> tuple[list
     if bad:
         raise ValueError(f"train_options {bad} are not TrainConfig fields the grid lets you set "
                          f"(the grid sets {sorted(_GRID_OWNED & fields)} itself)")
+    names = _drop_no_ops(names, cfg.preset, options)  # after the check: it builds a TrainConfig from them
     for name in names:
         parse_loss_overrides(ABLATIONS[name])  # a broken table fails here, not after hours of training
     if not (Path(cfg.subject) / "meta.json").is_file():

@@ -52,7 +52,8 @@ class TrainResult:
 
 
 def resolve_settings(cfg: TrainConfig) -> Preset:
-    """The run's preset with every field the user gave on the command line put in (``None`` keeps the preset's).
+    """The run's preset with every field the user gave on the command line put in (``None`` keeps the preset's),
+    its network switches too (time code, background plate, face as foreground).
 
     ``--feature-window 0`` means the whole frame (None in the preset's terms).
     """
@@ -64,7 +65,12 @@ def resolve_settings(cfg: TrainConfig) -> Preset:
                                "zoom": cfg.zoom}.items() if v is not None}
     if cfg.feature_window is not None:
         given["feature_window"] = cfg.feature_window or None  # 0: the whole frame
-    return dataclasses.replace(p, **given)
+    p = dataclasses.replace(p, **given)
+    model = dataclasses.replace(p.model, use_time_code=p.time_code,
+                                use_background_plate=p.model.use_background_plate and cfg.background_plate,
+                                face_is_foreground=(p.model.face_is_foreground if cfg.face_foreground is None
+                                                    else cfg.face_foreground))
+    return dataclasses.replace(p, model=model)
 
 
 def settings_record(s: Preset) -> dict:
@@ -115,10 +121,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     last = ckpt_dir / "last.ckpt"
     s = resolve_settings(cfg)
     weights = resolve_loss_weights(dict(s.loss_weights), overrides=cfg.loss)
-    model_cfg = dataclasses.replace(s.model, use_time_code=s.time_code,
-                                    use_background_plate=s.model.use_background_plate and cfg.background_plate,
-                                    face_is_foreground=(s.model.face_is_foreground if cfg.face_foreground is None
-                                                        else cfg.face_foreground))
+    model_cfg = s.model
 
     worker = _is_worker_process()
     resume_from = None
