@@ -43,6 +43,8 @@ class AvatarGenerator(nn.Module):
         - bg_canvas: cached :math:`(1 \\text{ or } B, C_b, N, N)` (N = ``cfg.bg_canvas_size``) or None (run G_b)
         - plate: :math:`(B \\text{ or } 1, 3, S, S)` background plate in [-1, 1], windowed like the frame (required
           with ``cfg.use_background_plate``, else None)
+        - reference: :math:`(B, 6, S, S)` the reference bank's answer, shifted like the frame (required with
+          ``cfg.reference_frames``, else None; ``models/reference.py``)
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -71,7 +73,8 @@ class AvatarGenerator(nn.Module):
     def forward(self, render: Tensor, uv: Tensor, frame_index: Tensor | None = None, bg_offset: Tensor | None = None,
                 face_texture: Tensor | None = None, bg_canvas: Tensor | None = None,
                 image_generator: ImageGenerator | None = None, noise: str | None = None,
-                plate: Tensor | None = None, bg_warp: Tensor | None = None) -> dict[str, Tensor | None]:
+                plate: Tensor | None = None, bg_warp: Tensor | None = None,
+                reference: Tensor | None = None) -> dict[str, Tensor | None]:
         """Args:
             render, uv, frame_index, bg_offset, face_texture, bg_canvas, plate, bg_warp: see the class docstring.
             image_generator: run this image generator instead of ``self.image_generator`` (e.g. an EMA copy).
@@ -82,8 +85,8 @@ class AvatarGenerator(nn.Module):
             dict with ``image`` :math:`(B, 3, S, S)`, ``mask`` :math:`(B, 1, S, S)`, ``bg_mask``
             :math:`(B, 1, S, S)` (see :class:`ImageGenerator`), ``face_features`` :math:`(B, C_f, S, S)` (warped
             texture, zero off the face), ``texture`` :math:`(1, C_f, T, T)` (the texture used, shared by the
-            batch), ``texture_rgb`` :math:`(1, 3, T, T)` (its first three channels, the RGB view) and
-            ``bg_features`` :math:`(B, C_b, S, S)`.
+            batch), ``texture_rgb`` :math:`(1, 3, T, T)` (its first three channels, the RGB view),
+            ``bg_features`` :math:`(B, C_b, S, S)` and, when one was given, ``reference`` (as it was).
         """
         s = self.cfg.size
         if render.dim() != 4 or render.shape[1:] != (3, s, s):
@@ -106,6 +109,7 @@ class AvatarGenerator(nn.Module):
                                       padding_mode="zeros")
 
         g_i = image_generator if image_generator is not None else self.image_generator
-        out = g_i(render, face_features, uv[:, 2:3], bg_features, frame_index=frame_index, noise=noise, plate=plate)
+        out = g_i(render, face_features, uv[:, 2:3], bg_features, frame_index=frame_index, noise=noise, plate=plate,
+                  reference=reference)
         return {**out, "face_features": face_features, "texture": face_texture, "texture_rgb": face_texture[:, :3],
-                "bg_features": bg_features}
+                "bg_features": bg_features, **({} if reference is None else {"reference": reference})}

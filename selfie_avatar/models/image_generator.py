@@ -3,7 +3,7 @@
 Data flow (C_r = ``cfg.unet_channels()[r]``, S = size, m = unet_min_res)::
 
     [I_R, warped face features, face mask (, plate)]  (B, 4 + C_f (+ 3), S, S)
-      -> 1x1 ConvLayer -> e_S  (B, C_S, S, S)
+      -> 1x1 ConvLayer -> e_S  (B, C_S, S, S)        (+ 1x1 EqualConv2d of the reference outside the face)
       -> ResBlock (filtered /2) ... -> e_m  (B, C_m, m, m)               encoder, skips e_S ... e_m kept
     decoder, every layer modulated by one style w:
       cat(e_m, learned constant) -> StyledConv -> x_m                   "own base features" at the bottleneck
@@ -12,6 +12,11 @@ Data flow (C_r = ``cfg.unet_channels()[r]``, S = size, m = unet_min_res)::
       bg_mask = sigmoid(EqualConv1x1(x_S))                              (B, 1, S, S)
       f = bg_mask * x_S + (1 - bg_mask) * EqualConv1x1(bg_features)
       f -> StyledConv -> ToRGB (4 channels) -> image (3), mask logit (1)
+                      (-> ToRGB (2 channels) -> the reference's weight and share logits)
+      with a reference R (models/reference.py: the training frame nearest in head pose, moved with the head R_h
+      and as filmed R_s; hidden inside the filled face region F in the input and in the output):
+          w = sigmoid(weight logit) * (1 - F),  s = sigmoid(share logit)
+          image = (1 - w) * image + w * mask * (s * R_h + (1 - s) * R_s)
       with the background plate P: image += (1 - mask) * P, the predicted foreground mask detached: the plate is
       the default background wherever the mask (trained by the mask term towards the matte) says background;
       with cfg.face_is_foreground, mask = max(mask, filled face region)
@@ -36,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import ModelConfig
+from .reference import REFERENCE_CHANNELS
 from .stylegan2 import ConvLayer, EqualConv2d, MappingNetwork, ResBlock, StyledConv, ToRGB, noise_mode
 
 __all__ = ["ImageGenerator", "filled_face"]
@@ -83,12 +89,16 @@ class ImageGenerator(nn.Module):
         - bg_features: :math:`(B, bg\\_feat\\_channels, S, S)`
         - plate: :math:`(B \\text{ or } 1, 3, S, S)` background plate in [-1, 1] (only with
           ``cfg.use_background_plate``, where it is required)
+        - reference: :math:`(B, 6, S, S)` the reference bank's answer in [-1, 1]
+          (:class:`~selfie_avatar.models.reference.ReferenceBank`; only with ``cfg.reference_frames``, where it
+          is required)
         - frame_index: :math:`(B,)` long, or None
         - Output: dict with ``image`` :math:`(B, 3, S, S)`: linear output (no tanh, as in StyleGAN2) trained
           towards [-1, 1] images, clamp it for display; ``mask`` :math:`(B, 1, S, S)`: sigmoid foreground mask in
           [0, 1] (with ``cfg.face_is_foreground`` and a plate, at least the filled face region); ``bg_mask``
           :math:`(B, 1, S, S)`: the fusion weight of the decoder features, in [0, 1] (1 - bg_mask is the background
-          features' weight).
+          features' weight); with a reference, ``reference_weight`` :math:`(B, 1, S, S)`: how much of the
+          reference the image shows (0 in the face).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -135,6 +145,19 @@ class ImageGenerator(nn.Module):
         for i, side in enumerate(sides):
             self.register_buffer(f"noise_const_{i}", torch.randn(1, 1, side, side))
 
+        if cfg.reference_frames:
+            # The reference's input path (added to the encoder's first features) and its two output logits (the
+            # reference's weight, and the share of its moved-with-the-head version). Built last, so that every
+            # other layer draws the initial weights it draws without a bank, and starting at zero input and a
+            # weight of sigmoid(-4) = 0.02: the generator starts as the generator without a bank, and the image
+            # loss raises the weight where the reference is the better answer.
+            self.from_reference = EqualConv2d(REFERENCE_CHANNELS, ch[s], 1, bias=False)
+            self.to_reference = ToRGB(ch[s], wd, out_channels=2, upsample=False)
+            with torch.no_grad():
+                self.from_reference.weight.zero_()
+                self.to_reference.conv.weight.zero_()
+                self.to_reference.bias[:, 0] = -4.0
+
     def style_vector(self, frame_index: Tensor | None, batch: int) -> Tensor:
         """The style :math:`(B, style\\_dim)` for ``frame_index`` (see the class docstring)."""
         if not self.cfg.use_time_code:
@@ -165,7 +188,7 @@ class ImageGenerator(nn.Module):
         return consts if mode == "const" else [torch.zeros_like(c) for c in consts]
 
     def _check(self, render: Tensor, face_features: Tensor, face_mask: Tensor, bg_features: Tensor,
-               plate: Tensor | None) -> None:
+               plate: Tensor | None, reference: Tensor | None = None) -> None:
         s, cfg = self.cfg.size, self.cfg
         if render.dim() != 4 or render.shape[1:] != (3, s, s):
             raise ValueError(f"render must be (B, 3, {s}, {s}), got {tuple(render.shape)}")
@@ -181,19 +204,26 @@ class ImageGenerator(nn.Module):
                 raise ValueError(f"plate must be ({b} or 1, 3, {s}, {s}), got {tuple(plate.shape)}")
         elif plate is not None:
             raise ValueError("this image generator was built without use_background_plate; pass plate=None")
+        if cfg.reference_frames:
+            if reference is None or reference.shape != (b, REFERENCE_CHANNELS, s, s):
+                got = None if reference is None else tuple(reference.shape)
+                raise ValueError(f"this image generator was built with a reference bank: pass reference "
+                                 f"({b}, {REFERENCE_CHANNELS}, {s}, {s}), got {got}")
+        elif reference is not None:
+            raise ValueError("this image generator was built without a reference bank; pass reference=None")
 
     def forward(self, render: Tensor, face_features: Tensor, face_mask: Tensor, bg_features: Tensor,
                 frame_index: Tensor | None = None, noise: str | list | None = None,
-                plate: Tensor | None = None) -> dict[str, Tensor]:
+                plate: Tensor | None = None, reference: Tensor | None = None) -> dict[str, Tensor]:
         """Args:
-            render, face_features, face_mask, bg_features, frame_index, plate: see the class docstring.
+            render, face_features, face_mask, bg_features, frame_index, plate, reference: see the class docstring.
             noise: ``"random"``, ``"const"``, ``"zero"``, a list of per-layer tensors, or None ("random" in
                 training mode, "const" in eval mode).
 
         Returns:
-            dict with ``image``, ``mask``, ``bg_mask``.
+            dict with ``image``, ``mask``, ``bg_mask`` (and ``reference_weight`` with a reference).
         """
-        self._check(render, face_features, face_mask, bg_features, plate)
+        self._check(render, face_features, face_mask, bg_features, plate, reference)
         b = render.shape[0]
         inputs = [render, face_features, face_mask]
         if plate is not None:
@@ -201,6 +231,12 @@ class ImageGenerator(nn.Module):
             inputs.append(plate)
         x = torch.cat(inputs, dim=1)                                     # (B, 4 + C_f (+ 3), S, S)
         x = self.from_input(x)                                           # (B, C_S, S, S)
+        if reference is not None:
+            # The reference shows another expression: its face is hidden, so the face comes from I_R and the
+            # texture alone and only the hair, the outline and the clothes can be taken from it.
+            outside_face = 1 - filled_face(face_mask)                    # (B, 1, S, S)
+            reference = reference * outside_face
+            x = x + self.from_reference(reference)                       # (B, C_S, S, S)
         skips = [x]
         for block in self.encoder:
             x = block(x)
@@ -222,5 +258,15 @@ class ImageGenerator(nn.Module):
         mask = torch.sigmoid(out[:, 3:4])
         if plate is not None and self.cfg.face_is_foreground:
             mask = torch.maximum(mask, filled_face(face_mask))
-        image = out[:, :3] if plate is None else out[:, :3] + (1 - mask.detach()) * plate
-        return {"image": image, "mask": mask, "bg_mask": bg_mask}
+        rgb = out[:, :3]
+        result = {"mask": mask, "bg_mask": bg_mask}
+        if reference is not None:
+            # Inside the person the reference can stand in for the generator's own colour, by a learned weight.
+            logits = self.to_reference(x, w)                             # (B, 2, S, S)
+            weight = torch.sigmoid(logits[:, :1]) * outside_face         # (B, 1, S, S)
+            moved = torch.sigmoid(logits[:, 1:])
+            picture = moved * reference[:, :3] + (1 - moved) * reference[:, 3:]
+            rgb = (1 - weight) * rgb + weight * mask.detach() * picture
+            result["reference_weight"] = weight
+        image = rgb if plate is None else rgb + (1 - mask.detach()) * plate
+        return {"image": image, **result}

@@ -13,6 +13,7 @@ from torch import nn
 from .avatar import AvatarGenerator
 from .config import ModelConfig
 from .discriminator import Discriminator
+from .reference import REFERENCE_CHANNELS
 
 __all__ = ["parameter_rows", "network_summary"]
 
@@ -65,12 +66,16 @@ def network_summary(cfg: ModelConfig, batch: int = 1, device: str | torch.device
     render = torch.zeros(batch, 3, s, s, device=device)
     uv = torch.zeros(batch, 3, s, s, device=device)
     plate = torch.zeros(1, 3, s, s, device=device) if cfg.use_background_plate else None
-    out = gen(render, uv, plate=plate)
+    reference = torch.zeros(batch, REFERENCE_CHANNELS, s, s, device=device) if cfg.reference_frames else None
+    out = gen(render, uv, plate=plate, reference=reference)
     score = disc(out["image"], render)
     shapes = [{"tensor": "I_R (render)", "role": "generator input", "shape": tuple(render.shape)},
               {"tensor": "I_UV (u, v, mask)", "role": "generator input", "shape": tuple(uv.shape)}]
     if plate is not None:
         shapes.append({"tensor": "background plate", "role": "generator input", "shape": tuple(plate.shape)})
+    if reference is not None:
+        shapes.append({"tensor": "reference (moved with the head, as filmed)", "role": "generator input",
+                       "shape": tuple(reference.shape)})
     shapes += [{"tensor": k, "role": "generator output", "shape": tuple(v.shape)} for k, v in out.items()
                if isinstance(v, torch.Tensor)]
     shapes.append({"tensor": "score", "role": "discriminator output (image, I_R)", "shape": tuple(score.shape)})

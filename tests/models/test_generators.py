@@ -23,7 +23,8 @@ def _seed():
 
 @pytest.fixture
 def cfg() -> ModelConfig:
-    return ModelConfig.preset("tiny", use_background_plate=False)  # the plate path has tests of its own below
+    # The plate and the reference bank have tests of their own (below, and tests/models/test_reference.py).
+    return ModelConfig.preset("tiny", use_background_plate=False, reference_frames=0)
 
 
 def make_inputs(cfg: ModelConfig, batch: int = B) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,7 +232,7 @@ def test_warp_in_bfloat16_samples_at_float32_coordinates():
 
 
 def test_the_background_plate_is_the_default_background():
-    cfg = ModelConfig.preset("tiny")
+    cfg = ModelConfig.preset("tiny", reference_frames=0)
     assert cfg.use_background_plate  # every preset turns it on
     g = ImageGenerator(cfg).eval()
     b, s = 2, cfg.size
