@@ -145,6 +145,11 @@ class TrainConfig:
     face_foreground: bool | None = _f(None, "with the plate, the face region (eyes and mouth included) is always "
                                       "foreground in the plate composite, else the predicted mask decides there "
                                       "(default: the preset's: on for tiny and lite, off for cpu and full)")
+    reference: bool = _f(True, "give the image generator the reference bank: the training frame nearest in head pose, "
+                         "moved with the head and as filmed, which it may show outside the face (the presets' "
+                         "bank size; --no-reference: the generator alone)")
+    reference_window: int = _f(30, "in training, leave the frames within this many frames of the sample out of the "
+                               "reference search, so the reference is as far from its target as a held-out frame's")
     bg_shift: bool = _f(True, "translation augmentation on alternate steps: the whole sample moves and the background "
                         "window with it")
     rotate_deg: float | None = _f(None, "on the shifted steps also turn the whole sample (and the background features) "
@@ -192,7 +197,7 @@ class AblationConfig:
     preset: str = _f("cpu", f"training preset of every run: {preset_help()}", choices=tuple(PRESETS))
     ablation: list[str] = field(default_factory=list, metadata={
         "help": "which ablations, in order (default: all: full, no_id_mrf, no_cosine, no_reconstruction, "
-                "no_adversarial, no_background_plate, no_face_foreground)"})
+                "no_adversarial, no_background_plate, no_face_foreground, no_reference)"})
     max_steps: int | None = _f(None, "steps per run (without --max-minutes, the preset's time limit is lifted)")
     max_minutes: float | None = _f(None, "time limit per run (equal time is not equal steps)")
     seed: int = _f(0, "first random seed (every configuration trains with seeds SEED ... SEED+SEEDS-1)")

@@ -14,6 +14,7 @@ import torch
 
 from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.models import ImageGenerator, ModelConfig, warp_texture
+from selfie_avatar.models.reference import ReferenceBank
 from selfie_avatar.models.background_generator import crop_windows
 
 
@@ -29,6 +30,7 @@ class LoadedAvatar:
         step: training step of the checkpoint.
         loss_weights, vgg_source: what it was trained with (for reports).
         plate: (1, 3, S, S) background plate in [-1, 1], or None for a generator built without one.
+        reference: the reference bank (``models/reference.py``), or None for a generator built without one.
     """
 
     config: ModelConfig
@@ -39,6 +41,7 @@ class LoadedAvatar:
     loss_weights: dict
     vgg_source: str | None
     plate: torch.Tensor | None = None
+    reference: ReferenceBank | None = None
 
     @torch.no_grad()
     def render(self, render: torch.Tensor, uv: torch.Tensor, frame_index: torch.Tensor | None = None) -> dict:
@@ -46,7 +49,9 @@ class LoadedAvatar:
         b = render.shape[0]
         face = warp_texture(self.face_texture, uv)
         bg = crop_windows(self.bg_canvas, self.config.size, batch=b)  # the centred window
-        return self.image_generator(render, face, uv[:, 2:3], bg, frame_index=frame_index, plate=self.plate)
+        ref = self.reference(uv) if self.reference is not None else None
+        return self.image_generator(render, face, uv[:, 2:3], bg, frame_index=frame_index, plate=self.plate,
+                                    reference=ref)
 
 
 def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> LoadedAvatar:
@@ -86,9 +91,16 @@ def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> LoadedA
     plate = sd.get("background_plate")
     if cfg.use_background_plate and (plate is None or plate.shape != (1, 3, cfg.size, cfg.size)):
         raise SelfieAvatarError(f"{path} was trained with a background plate but does not carry one")
+    reference = None
+    if cfg.reference_frames:
+        reference = ReferenceBank()
+        if not reference.shape_for(sd):
+            raise SelfieAvatarError(f"{path} was trained with a reference bank but does not carry one")
+        reference.load_state_dict({k[len("reference."):]: v for k, v in sd.items() if k.startswith("reference.")})
+        reference = reference.to(device)
     return LoadedAvatar(cfg, gen.eval(), face, bg, int(sd.get("step", torch.tensor(0))),
                         dict(hp.get("loss_weights", {})), ck.get("vgg_source"),
-                        plate if cfg.use_background_plate else None)
+                        plate if cfg.use_background_plate else None, reference)
 
 
 def _cache_from_generators(cfg: ModelConfig, sd: dict, device) -> tuple[torch.Tensor, torch.Tensor]:

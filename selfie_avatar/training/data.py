@@ -82,6 +82,26 @@ def background_plate(subject: Subject, size: int | None = None) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(plate)).permute(2, 0, 1).float() / 127.5 - 1
 
 
+def fill_reference_bank(bank, frames: SubjectFrames, size: int, chunk: int = 64) -> None:
+    """Fill a :class:`~selfie_avatar.models.reference.ReferenceBank` with ``size`` of ``frames`` (the training
+    frames), spread over their head poses. The head planes are read in chunks and only the kept frames' pictures
+    are gathered, so a long clip at 256 px never holds every ``I_UV`` at once."""
+    from selfie_avatar.models.reference import ReferenceBank, head_plane
+
+    planes, ok = [], []
+    for start in range(0, len(frames), chunk):
+        uv = torch.stack([torch.from_numpy(np.ascontiguousarray(frames._load(i)[2], np.float32)).permute(2, 0, 1)
+                          for i in frames.indices[start:start + chunk]])
+        p, o = head_plane(uv)
+        planes.append(p)
+        ok.append(o)
+    planes, ok = torch.cat(planes), torch.cat(ok)
+    keep = ReferenceBank.choose(planes, ok, size).tolist()
+    images = torch.stack([torch.from_numpy(np.ascontiguousarray(frames._load(frames.indices[k])[0])).permute(2, 0, 1)
+                          for k in keep])
+    bank.fill(planes[keep], images, torch.tensor([frames.indices[k] for k in keep]))
+
+
 class SubjectDataModule(LightningDataModule):
     """Train on the subject's training frames; validate on its validation frames, the only ones that choose a
     checkpoint (the test frames are never read here). Seeded and deterministic on CPU.

@@ -6,9 +6,11 @@ Per step (batch of training frames):
             background window the opposite way (training/shift.py), then, with rotate_deg or zoom, turns and zooms
             about the frame centre with the background features; pixels from outside the frame take the real
             frame's values in the output, so they carry no loss
-    out   = G(I_R, I_UV, frame_index, bg_offset, plate, bg_warp)
-            face texture warped through I_UV, background window, StyleUNet fusion over the background plate
-            -> image, mask
+    ref   = the reference bank's frame nearest in head pose, leaving out the frames within reference_window of the
+            sample (models/reference.py), looked up before the shift and shifted with the sample
+    out   = G(I_R, I_UV, frame_index, bg_offset, plate, bg_warp, ref)
+            face texture warped through I_UV, background window, StyleUNet fusion over the background plate,
+            the reference shown outside the face where the generator's weight says -> image, mask
     D     : logistic loss on (real, I_R) vs (fake.detach(), I_R); lazy R1 every r1_interval steps, added to the same
             step's loss (so Adam's learning rate needs no lazy-regularisation correction)
     G     : weighted sum of the enabled losses (adversarial, reconstruction, id_mrf, cosine); a NaN or inf in any
@@ -34,6 +36,7 @@ from lightning import LightningModule
 from selfie_avatar.errors import SelfieAvatarError
 from selfie_avatar.losses import GeneratorLoss, d_logistic_loss, r1_penalty
 from selfie_avatar.models import AvatarGenerator, Discriminator, ModelConfig
+from selfie_avatar.models.reference import ReferenceBank
 from selfie_avatar.training.shift import composite_border, draw_shifts, draw_similarity, shift_batch, warp_batch
 
 
@@ -79,6 +82,8 @@ class AvatarModule(LightningModule):
             :data:`LR_FLOOR` of their value (0: constant). The budget is ``budget_steps`` or ``budget_seconds`` of
             training (wall time, resumed runs included), whichever runs out first.
         budget_steps, budget_seconds: the run's limits (None: none).
+        reference_window: with a reference bank (``model["reference_frames"]``), the frames within this many
+            frames of a training sample are left out of its reference search.
     """
 
     def __init__(self, model: dict[str, Any], loss_weights: dict[str, float], lr_g: float = 2e-3,
@@ -86,8 +91,10 @@ class AvatarModule(LightningModule):
                  r1_gamma: float = 10.0, r1_interval: int = 16, bg_shift: bool = True, image_every: int = 0,
                  vgg_weights: str | None = None, seed: int = 0, feature_window: int | None = None,
                  lr_decay: float = 0.0, budget_steps: int | None = None, budget_seconds: float | None = None,
-                 rotate_deg: float = 0.0, zoom: float = 0.0) -> None:
+                 rotate_deg: float = 0.0, zoom: float = 0.0, reference_window: int = 30) -> None:
         super().__init__()
+        if reference_window < 0:
+            raise ValueError(f"reference_window must be >= 0, got {reference_window}")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.model_cfg = ModelConfig(**model)
@@ -104,6 +111,8 @@ class AvatarModule(LightningModule):
         self.register_buffer("cache_bg_canvas", torch.zeros(0))
         # The background plate is an input of the generator, so it travels with the weights: inference needs it.
         self.register_buffer("background_plate", torch.zeros(0))
+        # The reference bank (models/reference.py) is an input too, and travels the same way (run.py fills it).
+        self.reference = ReferenceBank()
         # Training wall time so far, so that a resumed run continues its learning-rate schedule where it was.
         self.register_buffer("train_seconds", torch.zeros((), dtype=torch.float64))
         self._elapsed, self._clock = 0.0, None
@@ -165,6 +174,7 @@ class AvatarModule(LightningModule):
         for name in ("cache_face_texture", "cache_bg_canvas", "background_plate"):
             if name in sd:
                 setattr(self, name, torch.empty_like(sd[name]))
+        self.reference.shape_for(sd)
         if sd.get("cache_face_texture", torch.zeros(0)).numel():
             self.generator.face_generator.requires_grad_(False)
             self.generator.background_generator.requires_grad_(False)
@@ -205,6 +215,9 @@ class AvatarModule(LightningModule):
         plate = self.plate()
         if plate is not None:
             batch = {**batch, "plate": plate}
+        if self.model_cfg.reference_frames:
+            batch = {**batch, "reference": self.reference(batch["uv"], batch["frame_index"],
+                                                          self.hparams.reference_window)}
         if not self.hparams.bg_shift or step % 2:
             return batch, None, None
         bg = self.generator.background_generator
@@ -224,10 +237,13 @@ class AvatarModule(LightningModule):
         cache = self.cached()
         image_generator = self.ema if ema else None
         plate = batch.get("plate", self.plate())
+        reference = batch.get("reference")
+        if reference is None and self.model_cfg.reference_frames:
+            reference = self.reference(batch["uv"])
         return self.generator(batch["render"], batch["uv"], frame_index=batch.get("frame_index"),
                               bg_offset=bg_offset, face_texture=cache["face_texture"],
                               bg_canvas=cache["bg_canvas"], image_generator=image_generator, plate=plate,
-                              bg_warp=bg_warp)
+                              bg_warp=bg_warp, reference=reference)
 
     def on_train_start(self) -> None:
         self._elapsed, self._clock = float(self.train_seconds), time.perf_counter()

@@ -53,7 +53,7 @@ class TrainResult:
 
 def resolve_settings(cfg: TrainConfig) -> Preset:
     """The run's preset with every field the user gave on the command line put in (``None`` keeps the preset's),
-    its network switches too (time code, background plate, face as foreground).
+    its network switches too (time code, background plate, face as foreground, reference bank).
 
     ``--feature-window 0`` means the whole frame (None in the preset's terms).
     """
@@ -69,7 +69,8 @@ def resolve_settings(cfg: TrainConfig) -> Preset:
     model = dataclasses.replace(p.model, use_time_code=p.time_code,
                                 use_background_plate=p.model.use_background_plate and cfg.background_plate,
                                 face_is_foreground=(p.model.face_is_foreground if cfg.face_foreground is None
-                                                    else cfg.face_foreground))
+                                                    else cfg.face_foreground),
+                                reference_frames=p.model.reference_frames if cfg.reference else 0)
     return dataclasses.replace(p, model=model)
 
 
@@ -150,12 +151,16 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         feature_window=s.feature_window, lr_decay=s.lr_decay, rotate_deg=s.rotate_deg, zoom=s.zoom,
         budget_steps=s.max_steps,
         budget_seconds=s.max_minutes * 60 if s.max_minutes else None,
-        vgg_weights=cfg.vgg_weights, seed=cfg.seed,
+        vgg_weights=cfg.vgg_weights, seed=cfg.seed, reference_window=cfg.reference_window,
     )
     if model_cfg.use_background_plate:
         from selfie_avatar.training.data import background_plate
 
         module.set_background_plate(background_plate(data.subject, model_cfg.size))
+    if model_cfg.reference_frames:
+        from selfie_avatar.training.data import fill_reference_bank
+
+        fill_reference_bank(module.reference, data.train_set, model_cfg.reference_frames)
     record = {
         "type": "TrainRun", "train_config": config_to_dict(cfg),
         "resolved": settings_record(s), "model": dataclasses.asdict(model_cfg),

@@ -34,7 +34,7 @@ __all__ = ["SHIFTED_KEYS", "composite_border", "draw_shifts", "draw_similarity",
            "warp_batch"]
 
 #: Per-pixel entries of a training batch that move with the frame.
-SHIFTED_KEYS = ("image", "render", "uv", "matte", "face_mask", "plate")
+SHIFTED_KEYS = ("image", "render", "uv", "matte", "face_mask", "plate", "reference")
 
 
 def shift_images(x: Tensor, shifts: Tensor, fill: float = 0.0) -> Tensor:
@@ -101,8 +101,8 @@ def shift_batch(batch: dict[str, Tensor], shifts: Tensor) -> dict[str, Tensor]:
 
 
 # How each per-pixel entry is resampled by warp_batch: exact values for the UV coordinates, sharp RGB.
-_WARP_MODES = {"image": "bicubic", "plate": "bicubic", "render": "bicubic", "uv": "nearest", "matte": "bilinear",
-               "face_mask": "bilinear"}
+_WARP_MODES = {"image": "bicubic", "plate": "bicubic", "reference": "bicubic", "render": "bicubic", "uv": "nearest",
+               "matte": "bilinear", "face_mask": "bilinear"}
 
 
 def draw_similarity(batch: int, max_degrees: float, max_zoom: float,

@@ -31,7 +31,8 @@ def test_a_shifted_sample_stays_aligned_with_its_background_window():
     centre = (canvas_side - size) // 2
     frame = crop_windows(world, size, batch=3)
     batch = {"image": frame, "render": frame.clone(), "uv": frame.clone(), "matte": frame[:, :1].clone(),
-             "face_mask": frame[:, :1].clone(), "plate": frame[:1].clone(), "frame_index": torch.arange(3)}
+             "face_mask": frame[:, :1].clone(), "plate": frame[:1].clone(), "frame_index": torch.arange(3),
+             "reference": frame.repeat(1, 2, 1, 1)}
     shifts = draw_shifts(3, centre, generator=torch.Generator().manual_seed(3))
     shifts[0] = torch.tensor([centre, -centre])  # the extremes are legal window offsets too
     out = shift_batch(batch, shifts)
@@ -39,6 +40,8 @@ def test_a_shifted_sample_stays_aligned_with_its_background_window():
     v = out["valid"].bool().expand(-1, 3, -1, -1)
     for key in ("image", "render", "uv", "plate"):
         assert torch.equal(out[key][v], window[v]), key  # aligned, pixel for pixel
+    for half in (slice(0, 3), slice(3, 6)):  # the reference bank's answer, moved and unmoved, moves too
+        assert torch.equal(out["reference"][:, half][v], window[v])
     for key in ("matte", "face_mask"):
         assert torch.equal(out[key][v[:, :1]], window[:, :1][v[:, :1]]), key
     assert torch.equal(out["frame_index"], batch["frame_index"])
@@ -47,7 +50,7 @@ def test_a_shifted_sample_stays_aligned_with_its_background_window():
 
 
 def test_the_generator_background_moves_with_the_shift():
-    cfg = ModelConfig.preset("tiny", use_background_plate=False)
+    cfg = ModelConfig.preset("tiny", use_background_plate=False, reference_frames=0)
     gen = AvatarGenerator(cfg).eval()
     canvas = gen.compute_cache()["bg_canvas"]
     centre = gen.background_generator.max_offset // 2
@@ -129,7 +132,7 @@ def test_warp_batch_keeps_an_earlier_border_and_the_identity_keeps_the_pixels():
 def test_the_generator_turns_its_background_features_with_the_sample():
     # A static world seen through the frame and through the background generator's cached canvas: after the
     # same shift and turn, the frame and the background features still show the same world point per pixel.
-    cfg = ModelConfig.preset("tiny", use_background_plate=False)
+    cfg = ModelConfig.preset("tiny", use_background_plate=False, reference_frames=0)
     gen = AvatarGenerator(cfg).eval()
     n = gen.background_generator.canvas_size
     world = _smooth_world(cfg.bg_feat_channels, n)
@@ -159,20 +162,29 @@ def test_draw_similarity_stays_in_range():
 
 def test_a_training_step_turns_the_sample_on_the_shifted_steps_only():
     from selfie_avatar.losses import resolve_loss_weights
+    from selfie_avatar.models.reference import head_plane
     from selfie_avatar.training.module import AvatarModule
 
     cfg = ModelConfig.preset("tiny", num_frames=2)
     module = AvatarModule(model=dataclasses.asdict(cfg), loss_weights=resolve_loss_weights({"adversarial": 0.0}),
-                          rotate_deg=10.0, zoom=0.1)
+                          rotate_deg=10.0, zoom=0.1, reference_window=0)
     module.set_background_plate(torch.zeros(3, cfg.size, cfg.size))
     s = cfg.size
     batch = {"image": torch.rand(2, 3, s, s) * 2 - 1, "render": torch.rand(2, 3, s, s) * 2 - 1,
              "uv": torch.rand(2, 3, s, s), "matte": torch.rand(2, 1, s, s), "face_mask": torch.rand(2, 1, s, s),
              "frame_index": torch.tensor([0, 1])}
+    ys, xs = torch.meshgrid((torch.arange(s) + 0.5) / s, (torch.arange(s) + 0.5) / s, indexing="ij")
+    # Faces filling the frame, at two sizes: each sample has a head plane of its own.
+    batch["uv"] = torch.stack([torch.stack([xs * k, ys * k, torch.ones_like(xs)]) for k in (1.0, 1.2)])
+    module.reference.fill(head_plane(batch["uv"])[0], ((batch["image"] + 1) * 127.5).round().byte(),
+                          torch.tensor([0, 1]))
     shifted, offsets, warp = module._augment(batch, 0)
     assert warp is not None and offsets is not None and shifted["valid"].min() == 0
+    assert shifted["reference"].shape == (2, 6, s, s)
     plain, offsets, warp = module._augment(batch, 1)
     assert warp is None and offsets is None and "valid" not in plain
+    # Unshifted, each sample's reference is its own frame (the window is 0 here), unmoved and moved onto itself.
+    torch.testing.assert_close(plain["reference"][:, 3:], batch["image"], atol=1 / 127.5, rtol=0)
     module.hparams.rotate_deg = module.hparams.zoom = 0.0
     _, _, warp = module._augment(batch, 0)
     assert warp is None  # shift alone, as StyleAvatar

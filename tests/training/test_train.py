@@ -150,6 +150,35 @@ def test_checkpoint_loads_for_inference_with_the_cache_only(train_subject, offli
         load_avatar(bad)
 
 
+def test_the_reference_bank_holds_training_frames_and_travels_in_the_checkpoint(tiny_run, train_subject,
+                                                                                offline_wandb, monkeypatch):
+    from selfie_avatar.tracking.subject import Subject
+    from selfie_avatar.training.checkpoint import load_avatar
+    from selfie_avatar.training.data import SubjectFrames
+
+    subject = Subject(train_subject)
+    avatar = load_avatar(tiny_run / "checkpoints" / "last.ckpt")
+    bank = avatar.reference
+    assert bank is not None and 0 < len(bank) <= avatar.config.reference_frames
+    assert set(bank.frames.tolist()) <= set(subject.train_indices)  # never a validation or test frame
+    for k, i in enumerate(bank.frames.tolist()):
+        assert torch.equal(bank.images[k], torch.from_numpy(subject.frame(i)).permute(2, 0, 1))
+    # The avatar uses it: other pictures in the bank give another image, outside the face.
+    frames = subject.test_indices[:2]
+    batch = torch.utils.data.default_collate([SubjectFrames(subject, frames)[k] for k in range(len(frames))])
+    before = avatar.render(batch["render"], batch["uv"])["image"]
+    bank.images = 255 - bank.images
+    after = avatar.render(batch["render"], batch["uv"])["image"]
+    assert (after - before).abs().max() > 1e-4
+    # --no-reference trains the generator alone, and its checkpoint carries no bank.
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    run = offline_wandb / "no_reference"
+    train(_cfg(train_subject, run, max_steps=2, reference=False, loss=["id_mrf=0", "cosine=0"]))
+    plain = load_avatar(run / "checkpoints" / "last.ckpt")
+    assert plain.reference is None and plain.config.reference_frames == 0
+    assert json.loads((run / "config.json").read_text())["model"]["reference_frames"] == 0
+
+
 def test_same_seed_same_run_on_cpu(train_subject, offline_wandb, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     series = []

@@ -49,7 +49,7 @@ def test_run_panels_reads_the_latest_in_step_order(tmp_path):
 
 
 def _untrained_avatar() -> LoadedAvatar:
-    cfg = ModelConfig.preset("tiny")
+    cfg = ModelConfig.preset("tiny", reference_frames=0)
     gen = AvatarGenerator(cfg).eval()
     cache = gen.compute_cache()
     plate = torch.zeros(1, 3, cfg.size, cfg.size)
