@@ -28,6 +28,7 @@ import torch
 from machine import cpu_name  # benchmarks/machine.py (the script's folder is on sys.path)
 from models import synthetic_batch  # benchmarks/models.py
 from selfie_avatar.models import AvatarGenerator, ModelConfig
+from selfie_avatar.models.reference import ReferenceBank, head_plane
 from selfie_avatar.reenact.inference import PATHS, BakedAvatar, check_path, make_path, path_supported, time_path
 from selfie_avatar.training.checkpoint import LoadedAvatar
 
@@ -37,7 +38,17 @@ def baked_avatar(cfg: ModelConfig, device: torch.device) -> BakedAvatar:
     gen = AvatarGenerator(cfg).to(device).eval()
     cache = gen.compute_cache()
     plate = torch.rand(1, 3, cfg.size, cfg.size, device=device) * 2 - 1 if cfg.use_background_plate else None
-    avatar = LoadedAvatar(cfg, gen.image_generator, cache["face_texture"], cache["bg_canvas"], 0, {}, None, plate)
+    reference = None
+    if cfg.reference_frames:
+        # A bank as large as the preset's, of random frames: the lookup and the warp cost what a real one does.
+        n = cfg.reference_frames
+        planes, _ = head_plane(synthetic_batch(cfg, 1, torch.device("cpu"))["uv"])
+        reference = ReferenceBank()
+        reference.fill(planes.expand(n, -1, -1), torch.randint(0, 256, (n, 3, cfg.size, cfg.size), dtype=torch.uint8),
+                       torch.arange(n))
+        reference = reference.to(device)
+    avatar = LoadedAvatar(cfg, gen.image_generator, cache["face_texture"], cache["bg_canvas"], 0, {}, None, plate,
+                          reference)
     return BakedAvatar(avatar).to(device)
 
 
@@ -45,7 +56,7 @@ def bench_device(device: torch.device, sizes: list[int], paths: list[str], repea
     preset = "lite" if device.type == "cpu" else "full"
     out: dict = {"preset": preset}
     for size in sizes:
-        cfg = getattr(ModelConfig, preset)(size=size, texture_size=min(size, 512 if preset == "full" else 256))
+        cfg = ModelConfig.preset(preset, size=size, texture_size=min(size, 512 if preset == "full" else 256))
         baked = baked_avatar(cfg, device)
         data = synthetic_batch(cfg, 1, device)
         res = out[str(size)] = {}

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from selfie_avatar.models import AvatarGenerator, Discriminator, ModelConfig
+from selfie_avatar.models.reference import REFERENCE_CHANNELS
 from machine import cpu_name  # benchmarks/machine.py (the script's folder is on sys.path)
 
 PRESETS = ("tiny", "cpu", "full")
@@ -42,6 +43,8 @@ def synthetic_batch(cfg: ModelConfig, batch: int, device: torch.device, seed: in
         "uv": uv.to(device),
         "frame_index": torch.zeros(batch, dtype=torch.long, device=device),
         "plate": (torch.rand(1, 3, s, s, generator=g) * 2 - 1).to(device) if cfg.use_background_plate else None,
+        "reference": ((torch.rand(batch, REFERENCE_CHANNELS, s, s, generator=g) * 2 - 1).to(device)
+                      if cfg.reference_frames else None),
     }
 
 
@@ -71,7 +74,8 @@ def time_preset(cfg: ModelConfig, batch: int, device: torch.device, repeats: int
     def train_step() -> None:
         G.zero_grad(set_to_none=True)
         D.zero_grad(set_to_none=True)
-        out = G(data["render"], data["uv"], frame_index=data["frame_index"], plate=data["plate"])
+        out = G(data["render"], data["uv"], frame_index=data["frame_index"], plate=data["plate"],
+                reference=data["reference"])
         d_loss = F.softplus(-D(data["image"], data["render"])).mean() \
             + F.softplus(D(out["image"].detach(), data["render"])).mean()
         d_loss.backward()
@@ -85,7 +89,7 @@ def time_preset(cfg: ModelConfig, batch: int, device: torch.device, repeats: int
     def inference() -> None:
         image_generator.eval()
         G(data["render"], data["uv"], face_texture=cache["face_texture"], bg_canvas=cache["bg_canvas"],
-          plate=data["plate"])
+          plate=data["plate"], reference=data["reference"])
         image_generator.train()
 
     step = _median_time(train_step, repeats, sync)

@@ -39,9 +39,10 @@ log = get_logger("ablation")
 __all__ = ["ABLATIONS", "ABLATION_OPTIONS", "AblationResult", "grid_runs", "run_ablation_grid", "run_folder"]
 
 #: Ablation name -> loss overrides (``TrainConfig.loss`` items). Weight 0 switches a loss off (not computed);
-#: ``no_background_plate`` and ``no_face_foreground`` keep every loss and switch the plate input, or the face
-#: region's place as sure foreground in the plate composite, off instead (:data:`ABLATION_OPTIONS`; on a preset
-#: that has the latter off, ``cpu`` or ``full``, the grid leaves ``no_face_foreground`` out, with a warning).
+#: ``no_background_plate``, ``no_face_foreground`` and ``no_reference`` keep every loss and switch the plate input,
+#: the face region's place as sure foreground in the plate composite, or the reference bank off instead
+#: (:data:`ABLATION_OPTIONS`; where the preset already has one off, ``no_face_foreground`` on ``cpu`` and ``full``,
+#: ``no_reference`` on ``full``, the grid leaves it out, with a warning).
 ABLATIONS: dict[str, tuple[str, ...]] = {
     "full": (),
     "no_id_mrf": ("id_mrf=0",),
@@ -50,10 +51,12 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
     "no_adversarial": ("adversarial=0",),
     "no_background_plate": (),
     "no_face_foreground": (),
+    "no_reference": (),
 }
 #: Ablation name -> further ``TrainConfig`` fields it changes (an ablation of the architecture, not of a loss).
 ABLATION_OPTIONS: dict[str, dict] = {"no_background_plate": {"background_plate": False},
-                                     "no_face_foreground": {"face_foreground": False}}
+                                     "no_face_foreground": {"face_foreground": False},
+                                     "no_reference": {"reference": False}}
 #: ``ablation.json``'s ``layout``: run folders OUT/<ablation>/seed_<k>/ (grids without it: OUT/<ablation>/).
 
 _GRID_OWNED = {"subject", "out", "preset", "loss", "max_steps", "max_minutes", "seed", "device",

@@ -45,13 +45,15 @@ def load_run(run_dir: str | Path, eval_dir: str = "eval") -> tuple[dict, dict]:
 
 
 def switched_off(config: dict) -> str:
-    """What a run switched off, from its ``config.json``: losses of weight 0, the background plate and the face
-    as sure foreground."""
+    """What a run switched off, from its ``config.json``: losses of weight 0, the background plate, the face as sure
+    foreground and the reference bank."""
     off = [name for name, w in (config.get("loss_weights") or {}).items() if float(w) == 0]
     if config.get("train_config", {}).get("background_plate") is False:
         off.append("background plate")
     if config.get("train_config", {}).get("face_foreground") is False:
         off.append("face as foreground")
+    if config.get("train_config", {}).get("reference") is False:
+        off.append("reference bank")
     return ", ".join(off) or "none"
 
 

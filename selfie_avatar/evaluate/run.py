@@ -154,8 +154,9 @@ def _untrained(avatar, device):
     torch.manual_seed(0)
     gen = AvatarGenerator(avatar.config).to(device).eval()
     cache = gen.compute_cache()
+    # The plate and the reference bank are inputs, not something it learned.
     return LoadedAvatar(avatar.config, gen.image_generator, cache["face_texture"], cache["bg_canvas"], 0, {}, None,
-                        avatar.plate)  # the plate is an input, not something it learned
+                        avatar.plate, avatar.reference)
 
 
 def _rows(n: int, rows: int = 8) -> list[int]:

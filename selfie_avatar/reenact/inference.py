@@ -1,6 +1,7 @@
 """The real-time generator and its inference paths.
 
-:class:`BakedAvatar` is the image generator with the cached face texture and the background window baked in as
+:class:`BakedAvatar` is the image generator with the cached face texture, the background window and the reference bank
+(when the avatar has one) baked in as
 buffers: two images in, one image out, no Python-side state, which is what ``torch.compile`` and ONNX want.
 
     render (B, 3, S, S) in [-1, 1], uv (B, 3, S, S)  ->  image (B, 3, S, S) in [-1, 1]
@@ -49,6 +50,8 @@ class BakedAvatar(nn.Module):
         self.has_plate = avatar.plate is not None
         if self.has_plate:
             self.register_buffer("plate", avatar.plate.detach().clone())                     # (1, 3, S, S)
+        # The reference bank (models/reference.py), its frames and head planes as buffers; None without one.
+        self.reference = copy.deepcopy(avatar.reference)
         for p in self.parameters():
             p.requires_grad_(False)
 
@@ -58,8 +61,9 @@ class BakedAvatar(nn.Module):
         bg = self.bg_window.expand(b, -1, -1, -1)                                             # (B, C_b, S, S)
         mask = uv[:, 2:3].to(render.dtype)
         plate = self.plate.to(render.dtype) if self.has_plate else None
+        reference = self.reference(uv).to(render.dtype) if self.reference is not None else None  # (B, 6, S, S)
         return self.generator(render, face, mask, bg.to(render.dtype), noise="const",
-                              plate=plate)["image"]                                            # (B, 3, S, S)
+                              plate=plate, reference=reference)["image"]                       # (B, 3, S, S)
 
 
 def path_supported(path: str, device: torch.device) -> tuple[bool, str]:
@@ -108,6 +112,9 @@ def make_path(baked: BakedAvatar, path: str, device: torch.device) -> Callable[[
         return run_compiled
     dtype = torch.bfloat16 if path == "bf16" else torch.float16
     model = model.to(dtype)
+    if baked.reference is not None:
+        # The bank's head planes address pixels: they stay float32, as the texture coordinates do.
+        model.reference = copy.deepcopy(baked.reference).to(device)
 
     @torch.no_grad()
     def run_half(render, uv):

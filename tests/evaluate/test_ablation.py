@@ -73,20 +73,24 @@ def test_the_table_switches_off_one_loss_each_and_the_plate():
         "background_plate": False}
     assert ABLATIONS["no_face_foreground"] == () and ABLATION_OPTIONS["no_face_foreground"] == {
         "face_foreground": False}
+    assert ABLATIONS["no_reference"] == () and ABLATION_OPTIONS["no_reference"] == {"reference": False}
 
 
 def test_the_plate_ablation_trains_without_the_plate_and_says_so(train_subject, tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr("selfie_avatar.training.run.train", lambda cfg, callbacks=None: seen.append(cfg))
     run_ablation_grid(AblationConfig(subject=str(train_subject), out=str(tmp_path / "grid"), preset="tiny",
-                                     ablation=["full", "no_background_plate", "no_face_foreground"], max_steps=1,
-                                     evaluate=False, progress=False))
-    assert [c.background_plate for c in seen] == [True, False, True] and [c.loss for c in seen] == [[], [], []]
-    assert [c.face_foreground for c in seen] == [None, None, False]  # None: the preset's
+                                     ablation=["full", "no_background_plate", "no_face_foreground", "no_reference"],
+                                     max_steps=1, evaluate=False, progress=False))
+    assert [c.background_plate for c in seen] == [True, False, True, True]
+    assert [c.loss for c in seen] == [[], [], [], []]
+    assert [c.face_foreground for c in seen] == [None, None, False, None]  # None: the preset's
+    assert [c.reference for c in seen] == [True, True, True, False]
     table = ablation_table(fake_grid(tmp_path / "t", {"full": {"psnr": [20.0]}, "no_background_plate": {
-        "psnr": [18.0]}, "no_face_foreground": {"psnr": [19.0]}}))
+        "psnr": [18.0]}, "no_face_foreground": {"psnr": [19.0]}, "no_reference": {"psnr": [19.5]}}))
     assert table["configs"]["no_background_plate"]["losses_off"] == "background plate"
     assert table["configs"]["no_face_foreground"]["losses_off"] == "face as foreground"
+    assert table["configs"]["no_reference"]["losses_off"] == "reference bank"
 
 
 def test_paired_difference_is_the_per_seed_difference(tmp_path):
@@ -282,6 +286,8 @@ def test_an_ablation_that_changes_nothing_for_the_preset_is_left_out():
     assert "no_face_foreground" not in _drop_no_ops(list(ABLATIONS), "cpu")  # nor with the face as foreground
     assert "no_face_foreground" not in _drop_no_ops(list(ABLATIONS), "full")
     assert "no_background_plate" in _drop_no_ops(list(ABLATIONS), "cpu")  # every preset has the plate
+    assert "no_reference" in _drop_no_ops(list(ABLATIONS), "cpu")
+    assert "no_reference" not in _drop_no_ops(list(ABLATIONS), "full")  # full has no reference bank
     assert _drop_no_ops(list(ABLATIONS), "tiny") == list(ABLATIONS)
     # The user's own setting counts: with the face as foreground on cpu, switching it off is an ablation again.
     assert "no_face_foreground" in _drop_no_ops(list(ABLATIONS), "cpu", {"face_foreground": True})
