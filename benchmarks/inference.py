@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from machine import cpu_name  # benchmarks/machine.py (the script's folder is on sys.path)
-from models import synthetic_batch  # benchmarks/models.py
+from models import fill_synthetic_bank, synthetic_batch  # benchmarks/models.py
 from selfie_avatar.models import AvatarGenerator, ModelConfig
-from selfie_avatar.models.reference import ReferenceBank, head_plane
+from selfie_avatar.models.reference import ReferenceBank
 from selfie_avatar.reenact.inference import PATHS, BakedAvatar, check_path, make_path, path_supported, time_path
 from selfie_avatar.training.checkpoint import LoadedAvatar
 
@@ -38,15 +38,7 @@ def baked_avatar(cfg: ModelConfig, device: torch.device) -> BakedAvatar:
     gen = AvatarGenerator(cfg).to(device).eval()
     cache = gen.compute_cache()
     plate = torch.rand(1, 3, cfg.size, cfg.size, device=device) * 2 - 1 if cfg.use_background_plate else None
-    reference = None
-    if cfg.reference_frames:
-        # A bank as large as the preset's, of random frames: the lookup and the warp cost what a real one does.
-        n = cfg.reference_frames
-        planes, _ = head_plane(synthetic_batch(cfg, 1, torch.device("cpu"))["uv"])
-        reference = ReferenceBank()
-        reference.fill(planes.expand(n, -1, -1), torch.randint(0, 256, (n, 3, cfg.size, cfg.size), dtype=torch.uint8),
-                       torch.arange(n))
-        reference = reference.to(device)
+    reference = fill_synthetic_bank(ReferenceBank(), cfg).to(device) if cfg.reference_frames else None
     avatar = LoadedAvatar(cfg, gen.image_generator, cache["face_texture"], cache["bg_canvas"], 0, {}, None, plate,
                           reference)
     return BakedAvatar(avatar).to(device)

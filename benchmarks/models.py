@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from selfie_avatar.models import AvatarGenerator, Discriminator, ModelConfig
-from selfie_avatar.models.reference import REFERENCE_CHANNELS
+from selfie_avatar.models.reference import REFERENCE_CHANNELS, ReferenceBank, head_plane
 from machine import cpu_name  # benchmarks/machine.py (the script's folder is on sys.path)
 
 PRESETS = ("tiny", "cpu", "full")
@@ -46,6 +46,16 @@ def synthetic_batch(cfg: ModelConfig, batch: int, device: torch.device, seed: in
         "reference": ((torch.rand(batch, REFERENCE_CHANNELS, s, s, generator=g) * 2 - 1).to(device)
                       if cfg.reference_frames else None),
     }
+
+
+def fill_synthetic_bank(bank: ReferenceBank, cfg: ModelConfig, seed: int = 8) -> ReferenceBank:
+    """Fill ``bank`` with ``cfg.reference_frames`` random frames on :func:`synthetic_batch`'s head plane, 100 frames
+    apart: as large as the preset's bank, so its search and warp cost what a real one's do. Returns ``bank``."""
+    n, s = cfg.reference_frames, cfg.size
+    planes, _ = head_plane(synthetic_batch(cfg, 1, torch.device("cpu"))["uv"])
+    images = torch.randint(0, 256, (n, 3, s, s), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    bank.fill(planes.expand(n, -1, -1).clone(), images, torch.arange(n) * 100)
+    return bank
 
 
 def count(module: torch.nn.Module) -> int:

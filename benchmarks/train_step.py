@@ -59,17 +59,10 @@ def bench(preset: str, steps: int, accelerator: str, all_losses: bool = False) -
     if getattr(model, "use_background_plate", False):
         module.set_background_plate(torch.rand(3, model.size, model.size, generator=torch.Generator().manual_seed(7))
                                     * 2 - 1)
-    if getattr(model, "reference_frames", 0):
-        # A bank as large as the preset's, of random frames on one head plane: the search and the warp cost what a
-        # real bank's do (older checkouts have no bank).
-        from selfie_avatar.models.reference import head_plane
+    if getattr(model, "reference_frames", 0):  # older checkouts have no bank
+        from models import fill_synthetic_bank  # benchmarks/models.py
 
-        s, n = model.size, model.reference_frames
-        ys, xs = torch.meshgrid((torch.arange(s) + 0.5) / s, (torch.arange(s) + 0.5) / s, indexing="ij")
-        planes, _ = head_plane(torch.stack([xs, ys, torch.ones_like(xs)])[None])
-        module.reference.fill(planes.expand(n, -1, -1).clone(),
-                              torch.randint(0, 256, (n, 3, s, s), dtype=torch.uint8,
-                                            generator=torch.Generator().manual_seed(8)), torch.arange(n) * 100)
+        fill_synthetic_bank(module.reference, model)
     times: list[float] = []
 
     class Timer(Callback):

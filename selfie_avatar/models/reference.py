@@ -62,6 +62,15 @@ def _solve3(a: Tensor, b: Tensor) -> Tensor:
     return (adj @ b) / det[:, None, None]
 
 
+def _pixel_centres(h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """(x, y) of every pixel centre as fractions of the frame side, the positions ``grid_sample`` reads with
+    ``align_corners=False``; each :math:`(H, W)`."""
+    ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h
+    xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return gx, gy
+
+
 def head_plane(uv: Tensor, rigid_v: float = RIGID_V) -> tuple[Tensor, Tensor]:
     """Per frame, the affine map from pixel positions to UV that best explains ``I_UV`` on the rigid upper face.
 
@@ -86,9 +95,7 @@ def head_plane(uv: Tensor, rigid_v: float = RIGID_V) -> tuple[Tensor, Tensor]:
         raise ValueError(f"uv must be (B, 3, H, W) with channels u, v, mask, got {tuple(uv.shape)}")
     b, _, h, w = uv.shape
     uv = uv.float()
-    ys = (torch.arange(h, device=uv.device, dtype=torch.float32) + 0.5) / h
-    xs = (torch.arange(w, device=uv.device, dtype=torch.float32) + 0.5) / w
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    gx, gy = _pixel_centres(h, w, uv.device)
     # Positions about the frame centre keep the normal equations well conditioned in float32.
     basis = torch.stack([gx - 0.5, gy - 0.5, torch.ones_like(gx)]).reshape(3, h * w)    # (3, HW)
     weight = ((uv[:, 2] > 0.5) & (uv[:, 1] < rigid_v)).float().reshape(b, 1, h * w)    # (B, 1, HW)
@@ -121,9 +128,7 @@ def move_with_head(images: Tensor, source: Tensor, target: Tensor) -> Tensor:
         raise ValueError(f"source and target must be ({b}, 3, 2) head planes, got {tuple(source.shape)} and "
                          f"{tuple(target.shape)}")
     source, target = source.float(), target.float()
-    ys = (torch.arange(h, device=images.device, dtype=torch.float32) + 0.5) / h
-    xs = (torch.arange(w, device=images.device, dtype=torch.float32) + 0.5) / w
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    gx, gy = _pixel_centres(h, w, images.device)
     q = torch.stack([gx, gy, torch.ones_like(gx)], -1).reshape(1, h * w, 3)          # (1, HW, 3)
     p = (q @ target - source[:, 2:]) @ _inverse2(source[:, :2])                        # (B, HW, 2)
     grid = (p * 2 - 1).reshape(b, h, w, 2)
