@@ -54,6 +54,11 @@ class LoadedAvatar:
                                     reference=ref)
 
 
+def _under(state_dict: dict, prefix: str) -> dict:
+    """The entries of a module's ``state_dict`` under ``prefix``, named as that submodule names them."""
+    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
 def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> LoadedAvatar:
     """Read a checkpoint written by ``selfie-avatar train``.
 
@@ -76,7 +81,7 @@ def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> LoadedA
     except TypeError as exc:
         raise SelfieAvatarError(f"{path} was written by another version of selfie_avatar ({exc})") from exc
     gen = ImageGenerator(cfg).to(device)
-    ema = {k[len("ema."):]: v for k, v in sd.items() if k.startswith("ema.")}
+    ema = _under(sd, "ema.")
     try:
         missing, unexpected = gen.load_state_dict(ema, strict=False)
     except RuntimeError as exc:  # same names, other shapes: other network settings than the ones recorded
@@ -96,7 +101,7 @@ def load_avatar(path: str | Path, device: str | torch.device = "cpu") -> LoadedA
         reference = ReferenceBank()
         if not reference.shape_for(sd):
             raise SelfieAvatarError(f"{path} was trained with a reference bank but does not carry one")
-        reference.load_state_dict({k[len("reference."):]: v for k, v in sd.items() if k.startswith("reference.")})
+        reference.load_state_dict(_under(sd, "reference."))
         reference = reference.to(device)
     return LoadedAvatar(cfg, gen.eval(), face, bg, int(sd.get("step", torch.tensor(0))),
                         dict(hp.get("loss_weights", {})), ck.get("vgg_source"),
@@ -108,7 +113,7 @@ def _cache_from_generators(cfg: ModelConfig, sd: dict, device) -> tuple[torch.Te
     from selfie_avatar.models import AvatarGenerator
 
     gen = AvatarGenerator(cfg).to(device)
-    own = {k[len("generator."):]: v for k, v in sd.items() if k.startswith("generator.")}
+    own = _under(sd, "generator.")
     gen.load_state_dict(own, strict=True)
     cache = gen.eval().compute_cache()
     return cache["face_texture"], cache["bg_canvas"]

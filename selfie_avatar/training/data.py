@@ -20,6 +20,7 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from selfie_avatar.models.reference import ReferenceBank, head_plane
 from selfie_avatar.tracking.subject import Subject
 
 
@@ -82,12 +83,11 @@ def background_plate(subject: Subject, size: int | None = None) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(plate)).permute(2, 0, 1).float() / 127.5 - 1
 
 
-def fill_reference_bank(bank, frames: SubjectFrames, size: int, chunk: int = 64) -> None:
+def fill_reference_bank(bank: ReferenceBank, frames: SubjectFrames, size: int, chunk: int = 64) -> None:
     """Fill a :class:`~selfie_avatar.models.reference.ReferenceBank` with ``size`` of ``frames`` (the training
-    frames), spread over their head poses. The head planes are read in chunks and only the kept frames' pictures
-    are gathered, so a long clip at 256 px never holds every ``I_UV`` at once."""
-    from selfie_avatar.models.reference import ReferenceBank, head_plane
-
+    frames), spread over their head poses. The head planes are fitted a chunk of float32 ``I_UV`` tensors at a time
+    and only the kept frames' pictures are stacked; the decoded frames go into ``frames``' own cache, which training
+    reads next."""
     planes, ok = [], []
     for start in range(0, len(frames), chunk):
         uv = torch.stack([torch.from_numpy(np.ascontiguousarray(frames._load(i)[2], np.float32)).permute(2, 0, 1)
