@@ -148,6 +148,10 @@ class TrainConfig:
     reference: bool = _f(True, "give the image generator the reference bank: the training frame nearest in head pose, "
                          "moved with the head and as filmed, which it may show outside the face (the presets' "
                          "bank size; --no-reference: the generator alone)")
+    photo_texture: bool = _f(True, "the training frames unwrapped into UV and averaged (the photo texture) start the "
+                             "neural texture's RGB view, which the image generator shows as the face's colour by a "
+                             "weight it learns, so the face has its colours from the first step (the presets that "
+                             "have it: tiny, cpu, lite; --no-photo-texture: the texture and the face from nothing)")
     reference_window: int = _f(30, "in training, leave the frames within this many frames of the sample out of the "
                                "reference search, so the reference is as far from its target as a held-out frame's")
     bg_shift: bool = _f(True, "translation augmentation on alternate steps: the whole sample moves and the background "
@@ -197,7 +201,7 @@ class AblationConfig:
     preset: str = _f("cpu", f"training preset of every run: {preset_help()}", choices=tuple(PRESETS))
     ablation: list[str] = field(default_factory=list, metadata={
         "help": "which ablations, in order (default: all: full, no_id_mrf, no_cosine, no_reconstruction, "
-                "no_adversarial, no_background_plate, no_face_foreground, no_reference)"})
+                "no_adversarial, no_background_plate, no_face_foreground, no_reference, no_photo_texture)"})
     max_steps: int | None = _f(None, "steps per run (without --max-minutes, the preset's time limit is lifted)")
     max_minutes: float | None = _f(None, "time limit per run (equal time is not equal steps)")
     seed: int = _f(0, "first random seed (every configuration trains with seeds SEED ... SEED+SEEDS-1)")

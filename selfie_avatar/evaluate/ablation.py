@@ -39,10 +39,11 @@ log = get_logger("ablation")
 __all__ = ["ABLATIONS", "ABLATION_OPTIONS", "AblationResult", "grid_runs", "run_ablation_grid", "run_folder"]
 
 #: Ablation name -> loss overrides (``TrainConfig.loss`` items). Weight 0 switches a loss off (not computed);
-#: ``no_background_plate``, ``no_face_foreground`` and ``no_reference`` keep every loss and switch the plate input,
-#: the face region's place as sure foreground in the plate composite, or the reference bank off instead
+#: ``no_background_plate``, ``no_face_foreground``, ``no_reference`` and ``no_photo_texture`` keep every loss and
+#: switch the plate input, the face region's place as sure foreground in the plate composite, the reference bank or
+#: the photo texture off instead
 #: (:data:`ABLATION_OPTIONS`; where the preset already has one off, ``no_face_foreground`` on ``cpu`` and ``full``,
-#: ``no_reference`` on ``full``, the grid leaves it out, with a warning).
+#: ``no_reference`` and ``no_photo_texture`` on ``full``, the grid leaves it out, with a warning).
 ABLATIONS: dict[str, tuple[str, ...]] = {
     "full": (),
     "no_id_mrf": ("id_mrf=0",),
@@ -52,11 +53,13 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
     "no_background_plate": (),
     "no_face_foreground": (),
     "no_reference": (),
+    "no_photo_texture": (),
 }
 #: Ablation name -> further ``TrainConfig`` fields it changes (an ablation of the architecture, not of a loss).
 ABLATION_OPTIONS: dict[str, dict] = {"no_background_plate": {"background_plate": False},
                                      "no_face_foreground": {"face_foreground": False},
-                                     "no_reference": {"reference": False}}
+                                     "no_reference": {"reference": False},
+                                     "no_photo_texture": {"photo_texture": False}}
 #: ``ablation.json``'s ``layout``: run folders OUT/<ablation>/seed_<k>/ (grids without it: OUT/<ablation>/).
 
 _GRID_OWNED = {"subject", "out", "preset", "loss", "max_steps", "max_minutes", "seed", "device",

@@ -39,7 +39,8 @@ class AvatarGenerator(nn.Module):
         - bg_offset: :math:`(B, 2)` long (x, y) window corners in canvas pixels, or None (centred)
         - bg_warp: :math:`(B, 2, 2)` similarity about the frame centre applied to the windowed background
           features (training's rotation and zoom augmentation, ``training/shift.py``), or None
-        - face_texture: cached :math:`(1 \\text{ or } B, C_f, T, T)` or None (run G_fa)
+        - face_texture: cached :math:`(1 \\text{ or } B, C_f, T, T)` (with the photo texture, as
+          :meth:`compute_cache` makes it) or None (run G_fa)
         - bg_canvas: cached :math:`(1 \\text{ or } B, C_b, N, N)` (N = ``cfg.bg_canvas_size``) or None (run G_b)
         - plate: :math:`(B \\text{ or } 1, 3, S, S)` background plate in [-1, 1], windowed like the frame (required
           with ``cfg.use_background_plate``, else None)
@@ -56,6 +57,28 @@ class AvatarGenerator(nn.Module):
         g = torch.Generator().manual_seed(cfg.latent_seed)
         self.register_buffer("z_f", self.face_generator.sample_z(1, generator=g, device="cpu"))
         self.register_buffer("z_b", self.face_generator.sample_z(1, generator=g, device="cpu"))
+        if cfg.photo_texture:
+            # The training frames unwrapped into UV (models/photo_texture.py), added to G_fa's RGB view, which the
+            # image generator shows as the face's colour by a learned weight; zero until training fills it
+            # (training/data.py::fill_photo_texture). G_fa's own RGB layers start at zero (a random StyleGAN2
+            # RGB image has a spread of about 1.4, more than the photo's): the view starts as the photo, and G_fa
+            # learns what it lacks. Zeroed after construction, so every layer draws the weights it draws without.
+            self.register_buffer("photo_texture", torch.zeros(1, 3, cfg.texture_size, cfg.texture_size))
+            synthesis = self.face_generator.synthesis
+            with torch.no_grad():
+                for to_rgb in [synthesis.to_rgb1, *synthesis.to_rgbs]:
+                    to_rgb.conv.weight.zero_()
+
+    def face_texture(self, noise: str | list | None = None) -> Tensor:
+        """G_fa's texture for the fixed code, with the photo texture added to its RGB view when there is one.
+
+        Returns:
+            :math:`(1, C_f, T, T)`.
+        """
+        texture, _ = self.face_generator(self.z_f, noise)                       # (1, C_f, T, T)
+        if self.cfg.photo_texture:
+            texture = torch.cat([texture[:, :3] + self.photo_texture, texture[:, 3:]], dim=1)
+        return texture
 
     @torch.no_grad()
     def compute_cache(self) -> dict[str, Tensor]:
@@ -66,9 +89,9 @@ class AvatarGenerator(nn.Module):
             dict with ``face_texture`` :math:`(1, C_f, T, T)`, ``texture_rgb`` :math:`(1, 3, T, T)` and
             ``bg_canvas`` :math:`(1, C_b, N, N)`, all detached.
         """
-        texture, texture_rgb = self.face_generator(self.z_f, noise="const")
+        texture = self.face_texture(noise="const")
         canvas = self.background_generator.canvas(self.z_b, noise="const")
-        return {"face_texture": texture, "texture_rgb": texture_rgb, "bg_canvas": canvas}
+        return {"face_texture": texture, "texture_rgb": texture[:, :3], "bg_canvas": canvas}
 
     def forward(self, render: Tensor, uv: Tensor, frame_index: Tensor | None = None, bg_offset: Tensor | None = None,
                 face_texture: Tensor | None = None, bg_canvas: Tensor | None = None,
@@ -99,7 +122,7 @@ class AvatarGenerator(nn.Module):
                              "generators themselves")
 
         if face_texture is None:
-            face_texture, _ = self.face_generator(self.z_f, noise)                # (1, C_f, T, T)
+            face_texture = self.face_texture(noise)                              # (1, C_f, T, T)
         face_features = warp_texture(face_texture, uv)                           # (B, C_f, S, S)
         if bg_canvas is None:
             bg_canvas = self.background_generator.canvas(self.z_b, noise)       # (1, C_b, N, N)

@@ -70,6 +70,14 @@ class ModelConfig:
             show it outside the face. 0: no bank (checkpoints from before it, and ``full``, not measured on a GPU;
             at 512 px 256 frames are 200 MB in every checkpoint). 256 on ``cpu`` and ``lite`` (measured in the
             README: test LPIPS 0.11 -> 0.06 on ``selfie_d6`` at 128 px, PSNR unchanged), 16 on ``tiny``.
+        reference_feather: half-width of the band across the face's outline over which the reference fades out,
+            as a fraction of ``size`` (:func:`~selfie_avatar.models.image_generator.outside_face`). 0: a hard edge
+            (checkpoints from before it), which left a seam across the forehead where the mesh ends and another
+            frame's skin began. 1/64 (2 px at 128) on the presets with a bank.
+        photo_texture: the training frames unwrapped into UV and averaged (``models/photo_texture.py``) start
+            ``G_fa``'s RGB view (its own RGB layers start at zero), and the image generator shows that view as the
+            face's colour by a weight it predicts (starting at 0.88), so the face has its colours from the first
+            step. False for checkpoints written before it; on in the presets with a reference bank.
         latent_seed: seed of the fixed latent codes z_f and z_b.
     """
 
@@ -95,6 +103,8 @@ class ModelConfig:
     num_frames: int = 1
     latent_seed: int = 0
     reference_frames: int = 0
+    reference_feather: float = 0.0
+    photo_texture: bool = False
 
     def __post_init__(self) -> None:
         if not is_power_of_two(self.size) or self.size < 32:
@@ -111,6 +121,9 @@ class ModelConfig:
         if isinstance(self.reference_frames, bool) or not isinstance(self.reference_frames, int) \
                 or self.reference_frames < 0:
             raise ValueError(f"reference_frames must be an integer >= 0, got {self.reference_frames!r}")
+        if not 0.0 <= self.reference_feather <= 0.25:
+            raise ValueError(f"reference_feather must be in [0, 0.25] (a fraction of size), got "
+                             f"{self.reference_feather!r}")
         if self.mapping_lr_mul <= 0:
             raise ValueError(f"mapping_lr_mul must be positive, got {self.mapping_lr_mul}")
         for name in ("style_dim", "mapping_layers", "channel_base", "channel_max", "face_feat_channels",
@@ -162,16 +175,17 @@ NETWORK_PRESETS: dict[str, dict] = {
     "tiny": dict(size=64, texture_size=64, style_dim=32, mapping_layers=2, channel_base=512, channel_max=32,
                  face_feat_channels=8, bg_feat_channels=8, unet_channel_base=512, unet_channel_max=32,
                  unet_min_res=8, disc_channel_base=512, disc_channel_max=32, face_is_foreground=True,
-                 reference_frames=16),
+                 reference_frames=16, reference_feather=1 / 64, photo_texture=True),
     # 128 px with small channels: the CPU demo.
     "cpu": dict(size=128, texture_size=128, style_dim=128, mapping_layers=4, channel_base=2048, channel_max=128,
                 face_feat_channels=16, bg_feat_channels=16, unet_channel_base=2048, unet_channel_max=128,
-                unet_min_res=8, disc_channel_base=2048, disc_channel_max=128, reference_frames=256),
+                unet_min_res=8, disc_channel_base=2048, disc_channel_max=128, reference_frames=256,
+                reference_feather=1 / 64, photo_texture=True),
     # 256 px with narrow channels: real-time inference on a CPU (the live loop's CPU preset).
     "lite": dict(size=256, texture_size=256, style_dim=128, mapping_layers=4, channel_base=2048, channel_max=128,
                  face_feat_channels=16, bg_feat_channels=16, unet_channel_base=2048, unet_channel_max=64,
                  unet_min_res=16, disc_channel_base=2048, disc_channel_max=128, face_is_foreground=True,
-                 reference_frames=256),
+                 reference_frames=256, reference_feather=1 / 64, photo_texture=True),
     # 512 px, one GPU. StyleGAN2's channel counts (512 up to 32 px, halving to 32 at 512 px) for every network;
     # StyleAvatar's own generator is a DoubleStyleUnet (a first StyleUNet at half resolution that fuses the face
     # texture and background features, a second one that decodes the fused features at full size, wavelet up- and

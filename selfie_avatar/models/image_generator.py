@@ -13,9 +13,14 @@ Data flow (C_r = ``cfg.unet_channels()[r]``, S = size, m = unet_min_res)::
       f = bg_mask * x_S + (1 - bg_mask) * EqualConv1x1(bg_features)
       f -> StyledConv -> ToRGB (4 channels) -> image (3), mask logit (1)
                       (-> ToRGB (2 channels) -> the reference's weight and share logits)
+      with cfg.photo_texture the face shows the texture's RGB view T (its first three channels, started from the
+      training frames unwrapped into UV, models/photo_texture.py) by a predicted weight, starting at 0.88:
+          p = sigmoid(photo logit) * inside_cover(face mask)
+          image = (1 - p) * image + p * mask * T
       with a reference R (models/reference.py: the training frame nearest in head pose, moved with the head R_h
-      and as filmed R_s; hidden inside the filled face region F in the input and in the output):
-          w = sigmoid(weight logit) * (1 - F),  s = sigmoid(share logit)
+      and as filmed R_s; hidden inside the filled face region F in the input and in the output, fading across its
+      outline, O = outside_face(F)):
+          w = sigmoid(weight logit) * O,  s = sigmoid(share logit)
           image = (1 - w) * image + w * mask * (s * R_h + (1 - s) * R_s)
       with the background plate P: image += (1 - mask) * P, the predicted foreground mask detached: the plate is
       the default background wherever the mask (trained by the mask term towards the matte) says background;
@@ -23,7 +28,8 @@ Data flow (C_r = ``cfg.unet_channels()[r]``, S = size, m = unet_min_res)::
 
 Encoder skips are fused by addition (scaled by 1/sqrt(2) to keep the variance): encoder and decoder share the
 channel count at every resolution, so no projection is needed and the decoder costs the same as a plain StyleGAN2
-synthesis network. There is no RGB skip branch: the image is made from the fused features only, so every pixel
+synthesis network. There is no RGB skip branch (but the face's colour with ``cfg.photo_texture``): the image is made
+from the fused features only, so every pixel
 passes through the background fusion and ``bg_mask`` tells exactly where the background generator contributes.
 
 The background plate (``cfg.use_background_plate``), when given, is the one RGB path: added where the predicted
@@ -38,13 +44,14 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
 from .reference import REFERENCE_CHANNELS
 from .stylegan2 import ConvLayer, EqualConv2d, MappingNetwork, ResBlock, StyledConv, ToRGB, noise_mode
 
-__all__ = ["ImageGenerator", "filled_face"]
+__all__ = ["ImageGenerator", "filled_face", "inside_cover", "outside_face"]
 
 
 def filled_face(face_mask: Tensor) -> Tensor:
@@ -67,6 +74,46 @@ def filled_face(face_mask: Tensor) -> Tensor:
         enclosed &= m.cumsum(dim) > 0                          # covered somewhere before, along this axis
         enclosed &= m.flip(dim).cumsum(dim).flip(dim) > 0      # ... and somewhere after
     return torch.maximum(face_mask, enclosed.to(face_mask.dtype))
+
+
+def outside_face(face_mask: Tensor, feather: int = 0) -> Tensor:
+    """Where the reference may show: 1 outside the filled face region (:func:`filled_face`), 0 inside it, with a
+    linear ramp ``2 * feather + 1`` pixels wide across its outline (a box filter of the hard edge). The ramp is
+    there because the two sides are different pictures (the generator's face, another frame's forehead and hair):
+    a hard switch left a visible seam where the mesh ends on the forehead.
+
+    Args:
+        face_mask: :math:`(B, 1, S, S)` ``I_UV``'s coverage in [0, 1].
+        feather: half-width of the ramp in pixels (0: the hard edge).
+
+    Returns:
+        :math:`(B, 1, S, S)` in [0, 1]: exactly 0 deeper than ``feather`` pixels inside the face.
+    """
+    if feather < 0:
+        raise ValueError(f"feather must be >= 0 pixels, got {feather}")
+    outside = 1 - filled_face(face_mask)
+    if feather == 0:
+        return outside
+    return F.avg_pool2d(outside, 2 * feather + 1, stride=1, padding=feather, count_include_pad=False)
+
+
+def inside_cover(face_mask: Tensor, feather: int = 0) -> Tensor:
+    """Where the face model covers the frame, fading to 0 over ``feather`` pixels inside the edge of its coverage
+    (the outline and the eye and mouth holes): the coverage times one minus a box filter of the uncovered pixels.
+
+    Shape:
+        - face_mask: :math:`(B, 1, S, S)` ``I_UV``'s coverage in [0, 1]; output: the same, in [0, 1], exactly 0
+          where it is.
+    """
+    if feather < 0:
+        raise ValueError(f"feather must be >= 0 pixels, got {feather}")
+    if face_mask.dim() != 4 or face_mask.shape[1] != 1:
+        raise ValueError(f"face_mask must be (B, 1, S, S), got {tuple(face_mask.shape)}")
+    covered = (face_mask > 0.5).to(face_mask.dtype)
+    if feather == 0:
+        return covered
+    uncovered = F.avg_pool2d(1 - covered, 2 * feather + 1, stride=1, padding=feather, count_include_pad=False)
+    return covered * (1 - uncovered)
 
 
 class ImageGenerator(nn.Module):
@@ -98,7 +145,9 @@ class ImageGenerator(nn.Module):
           [0, 1] (with ``cfg.face_is_foreground`` and a plate, at least the filled face region); ``bg_mask``
           :math:`(B, 1, S, S)`: the fusion weight of the decoder features, in [0, 1] (1 - bg_mask is the background
           features' weight); with a reference, ``reference_weight`` :math:`(B, 1, S, S)`: how much of the
-          reference the image shows (0 in the face).
+          reference the image shows (0 in the face); with ``cfg.photo_texture``, ``photo_weight``
+          :math:`(B, 1, S, S)`: how much of the texture's RGB view the face shows (0 where the face model does not
+          cover the frame).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -157,6 +206,17 @@ class ImageGenerator(nn.Module):
                 self.from_reference.weight.zero_()
                 self.to_reference.conv.weight.zero_()
                 self.to_reference.bias[:, 0] = -4.0
+        if cfg.photo_texture:
+            # The weight of the texture's RGB view (the photo texture) against the network's own colour in the
+            # face. Built last like the reference's layers, and starting at sigmoid(2) = 0.88 everywhere: the face
+            # shows the photo from the first step, and where the network's colour becomes the better answer the
+            # image loss lowers the weight (one logit, where cancelling a blurred photo by adding its negative
+            # would be a whole image to learn).
+            self.to_photo = ToRGB(ch[s], wd, out_channels=1, upsample=False)
+            with torch.no_grad():
+                self.to_photo.conv.weight.zero_()
+                self.to_photo.bias.fill_(2.0)
+        self.feather = round(cfg.reference_feather * s)   # the reference's and the photo's edges
 
     def style_vector(self, frame_index: Tensor | None, batch: int) -> Tensor:
         """The style :math:`(B, style\\_dim)` for ``frame_index`` (see the class docstring)."""
@@ -221,7 +281,8 @@ class ImageGenerator(nn.Module):
                 training mode, "const" in eval mode).
 
         Returns:
-            dict with ``image``, ``mask``, ``bg_mask`` (and ``reference_weight`` with a reference).
+            dict with ``image``, ``mask``, ``bg_mask`` (and ``reference_weight`` with a reference, ``photo_weight``
+            with a photo texture).
         """
         self._check(render, face_features, face_mask, bg_features, plate, reference)
         b = render.shape[0]
@@ -234,8 +295,8 @@ class ImageGenerator(nn.Module):
         if reference is not None:
             # The reference shows another expression: its face is hidden, so the face comes from I_R and the
             # texture alone and only the hair, the outline and the clothes can be taken from it.
-            outside_face = 1 - filled_face(face_mask)                    # (B, 1, S, S)
-            reference = reference * outside_face
+            outside = outside_face(face_mask, self.feather)              # (B, 1, S, S)
+            reference = reference * outside
             x = x + self.from_reference(reference)                       # (B, C_S, S, S)
         skips = [x]
         for block in self.encoder:
@@ -260,10 +321,17 @@ class ImageGenerator(nn.Module):
             mask = torch.maximum(mask, filled_face(face_mask))
         rgb = out[:, :3]
         result = {"mask": mask, "bg_mask": bg_mask}
+        if self.cfg.photo_texture:
+            # The texture's RGB view as the face's colour, by a predicted weight, fading to zero across the edge of
+            # the face model's coverage (the eyes and the mouth have no texels: the network paints them).
+            # Premultiplied by the mask like every colour of the person.
+            weight = torch.sigmoid(self.to_photo(x, w)) * inside_cover(face_mask, self.feather)  # (B, 1, S, S)
+            rgb = (1 - weight) * rgb + weight * mask.detach() * face_features[:, :3]
+            result["photo_weight"] = weight
         if reference is not None:
             # Inside the person the reference can stand in for the generator's own colour, by a learned weight.
             logits = self.to_reference(x, w)                             # (B, 2, S, S)
-            weight = torch.sigmoid(logits[:, :1]) * outside_face         # (B, 1, S, S)
+            weight = torch.sigmoid(logits[:, :1]) * outside              # (B, 1, S, S)
             moved = torch.sigmoid(logits[:, 1:])
             picture = moved * reference[:, :3] + (1 - moved) * reference[:, 3:]
             rgb = (1 - weight) * rgb + weight * mask.detach() * picture

@@ -20,6 +20,8 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from selfie_avatar.models.avatar import AvatarGenerator
+from selfie_avatar.models.photo_texture import accumulate_photo_texture, finish_photo_texture
 from selfie_avatar.models.reference import ReferenceBank, head_plane
 from selfie_avatar.tracking.subject import Subject
 
@@ -100,6 +102,23 @@ def fill_reference_bank(bank: ReferenceBank, frames: SubjectFrames, size: int, c
     images = torch.stack([torch.from_numpy(np.ascontiguousarray(frames._load(frames.indices[k])[0])).permute(2, 0, 1)
                           for k in keep])
     bank.fill(planes[keep], images, torch.tensor([frames.indices[k] for k in keep]))
+
+
+def fill_photo_texture(generator: AvatarGenerator, frames: SubjectFrames, chunk: int = 64) -> None:
+    """Unwrap every training frame into UV space and set the generator's photo texture to the mean
+    (``models/photo_texture.py``). Frames are read in chunks of ``chunk`` (the float32 ``I_UV`` tensors are what
+    would not fit at once)."""
+    if not generator.cfg.photo_texture:
+        raise ValueError("this generator was built without photo_texture")
+    totals = None
+    for start in range(0, len(frames), chunk):
+        loaded = [frames._load(i) for i in frames.indices[start:start + chunk]]
+        images = torch.stack([torch.from_numpy(np.ascontiguousarray(x[0])).permute(2, 0, 1) for x in loaded])
+        uv = torch.stack([torch.from_numpy(np.ascontiguousarray(x[2], np.float32)).permute(2, 0, 1) for x in loaded])
+        totals = accumulate_photo_texture(images, uv, generator.cfg.texture_size, totals)
+    if totals is None:
+        raise ValueError("no training frames to unwrap")
+    generator.photo_texture.copy_(finish_photo_texture(*totals))
 
 
 class SubjectDataModule(LightningDataModule):

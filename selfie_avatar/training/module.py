@@ -9,8 +9,9 @@ Per step (batch of training frames):
     ref   = the reference bank's frame nearest in head pose, leaving out the frames within reference_window of the
             sample (models/reference.py), looked up before the shift and shifted with the sample
     out   = G(I_R, I_UV, frame_index, bg_offset, plate, bg_warp, ref)
-            face texture warped through I_UV, background window, StyleUNet fusion over the background plate,
-            the reference shown outside the face where the generator's weight says -> image, mask
+            face texture warped through I_UV (its RGB view started from the photo texture, which run.py fills
+            from the training frames), background window, StyleUNet fusion over the background plate, the photo
+            texture shown in the face and the reference outside it where the generator's weights say -> image, mask
     D     : logistic loss on (real, I_R) vs (fake.detach(), I_R); lazy R1 every r1_interval steps, added to the same
             step's loss (so Adam's learning rate needs no lazy-regularisation correction)
     G     : weighted sum of the enabled losses (adversarial, reconstruction, id_mrf, cosine); a NaN or inf in any

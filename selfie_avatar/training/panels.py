@@ -1,5 +1,5 @@
 """Image panels during training: real | generated | I_R | I_UV | predicted mask (| reference moved with the head |
-its weight, with a reference bank), one row per sample.
+its weight, with a reference bank) (| the photo texture's weight, with one), one row per sample.
 
 Saved as PNG under ``<run>/images/`` always, and sent to Weights & Biases when a W&B logger is attached.
 """
@@ -16,11 +16,13 @@ from selfie_avatar.utils.images import to_uint8
 
 PANEL_COLUMNS = ("real", "generated", "I_R", "I_UV", "mask")
 REFERENCE_COLUMNS = ("reference", "reference weight")
+PHOTO_COLUMNS = ("photo weight",)
 
 
 def panel_columns(out: dict[str, torch.Tensor]) -> tuple[str, ...]:
     """The columns a panel of ``out`` shows."""
-    return PANEL_COLUMNS + (REFERENCE_COLUMNS if out.get("reference") is not None else ())
+    return (PANEL_COLUMNS + (REFERENCE_COLUMNS if out.get("reference") is not None else ())
+            + (PHOTO_COLUMNS if out.get("photo_weight") is not None else ()))
 
 
 def panel_grid(batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor], rows: int = 4) -> np.ndarray:
@@ -37,6 +39,8 @@ def panel_grid(batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor], row
     if out.get("reference") is not None:
         weight = out["reference_weight"][:n].detach().float().clamp(0, 1).expand(-1, 3, -1, -1)
         cols += [rgb(out["reference"][:, :3]), weight]
+    if out.get("photo_weight") is not None:
+        cols.append(out["photo_weight"][:n].detach().float().clamp(0, 1).expand(-1, 3, -1, -1))
     grid = torch.cat([torch.cat(list(c), 1) for c in cols], 2)  # (3, n*S, columns*S)
     return to_uint8(grid)
 

@@ -53,7 +53,7 @@ class TrainResult:
 
 def resolve_settings(cfg: TrainConfig) -> Preset:
     """The run's preset with every field the user gave on the command line put in (``None`` keeps the preset's),
-    its network switches too (time code, background plate, face as foreground, reference bank).
+    its network switches too (time code, background plate, face as foreground, reference bank, photo texture).
 
     ``--feature-window 0`` means the whole frame (None in the preset's terms).
     """
@@ -70,7 +70,8 @@ def resolve_settings(cfg: TrainConfig) -> Preset:
                                 use_background_plate=p.model.use_background_plate and cfg.background_plate,
                                 face_is_foreground=(p.model.face_is_foreground if cfg.face_foreground is None
                                                     else cfg.face_foreground),
-                                reference_frames=p.model.reference_frames if cfg.reference else 0)
+                                reference_frames=p.model.reference_frames if cfg.reference else 0,
+                                photo_texture=p.model.photo_texture and cfg.photo_texture)
     return dataclasses.replace(p, model=model)
 
 
@@ -161,6 +162,10 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         from selfie_avatar.training.data import fill_reference_bank
 
         fill_reference_bank(module.reference, data.train_set, model_cfg.reference_frames)
+    if model_cfg.photo_texture:
+        from selfie_avatar.training.data import fill_photo_texture
+
+        fill_photo_texture(module.generator, data.train_set)
     record = {
         "type": "TrainRun", "train_config": config_to_dict(cfg),
         "resolved": settings_record(s), "model": dataclasses.asdict(model_cfg),

@@ -23,8 +23,9 @@ def _seed():
 
 @pytest.fixture
 def cfg() -> ModelConfig:
-    # The plate and the reference bank have tests of their own (below, and tests/models/test_reference.py).
-    return ModelConfig.preset("tiny", use_background_plate=False, reference_frames=0)
+    # The plate, the reference bank and the photo texture have tests of their own (below, and
+    # tests/models/test_reference.py, tests/models/test_photo_texture.py).
+    return ModelConfig.preset("tiny", use_background_plate=False, reference_frames=0, photo_texture=False)
 
 
 def make_inputs(cfg: ModelConfig, batch: int = B) -> tuple[torch.Tensor, torch.Tensor]:
@@ -232,7 +233,7 @@ def test_warp_in_bfloat16_samples_at_float32_coordinates():
 
 
 def test_the_background_plate_is_the_default_background():
-    cfg = ModelConfig.preset("tiny", reference_frames=0)
+    cfg = ModelConfig.preset("tiny", reference_frames=0, photo_texture=False)
     assert cfg.use_background_plate  # every preset turns it on
     g = ImageGenerator(cfg).eval()
     b, s = 2, cfg.size

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from selfie_avatar.models import ImageGenerator, ModelConfig
-from selfie_avatar.models.image_generator import filled_face
+from selfie_avatar.models.image_generator import filled_face, outside_face
 from selfie_avatar.models.reference import (REFERENCE_CHANNELS, ReferenceBank, farthest_point_sample, head_plane,
                                             move_with_head)
 
@@ -140,7 +140,7 @@ def test_the_generator_shows_the_reference_outside_the_face_only():
         ImageGenerator(ModelConfig.preset("tiny", reference_frames=0))(render, face, face_mask, bg, plate=plate,
                                                                        reference=reference)
     # At the start the reference is almost unused (sigmoid(-4) of it), and the rest of the network is the one a
-    # generator without a bank starts as, weight for weight.
+    # generator without a bank starts as, weight for weight (but the photo weight's layer, built after the bank's).
     out = g(render, face, face_mask, bg, plate=plate, reference=reference)
     assert out["reference_weight"].max() <= torch.sigmoid(torch.tensor(-4.0)) + 1e-6
     torch.manual_seed(0)
@@ -148,13 +148,16 @@ def test_the_generator_shows_the_reference_outside_the_face_only():
     torch.manual_seed(0)
     banked = ImageGenerator(cfg)
     for name, p in plain.state_dict().items():
-        assert torch.equal(banked.state_dict()[name], p), name
+        if not name.startswith("to_photo."):
+            assert torch.equal(banked.state_dict()[name], p), name
     # The reference inside the (filled) face changes nothing at all, in the input or in the output.
     with torch.no_grad():
         g.from_reference.weight.normal_()
         g.to_reference.conv.weight.normal_()
     out = g(render, face, face_mask, bg, plate=plate, reference=reference)
-    inside = filled_face(face_mask).bool().expand(-1, REFERENCE_CHANNELS, -1, -1)
+    hidden = outside_face(face_mask, g.feather) == 0                # the face, less its feathered outline
+    assert g.feather == 1 and hidden.any()
+    inside = hidden.expand(-1, REFERENCE_CHANNELS, -1, -1)
     other = torch.where(inside, torch.rand_like(reference), reference)
     torch.testing.assert_close(g(render, face, face_mask, bg, plate=plate, reference=other)["image"], out["image"])
     # A generator that says "reference, moved" everywhere shows it exactly where it is person and not face.
@@ -165,7 +168,26 @@ def test_the_generator_shows_the_reference_outside_the_face_only():
         g.to_reference.bias[..., 0, :, :] = 30.0  # weight: the reference
         g.to_reference.bias[..., 1, :, :] = 30.0  # share: moved with the head
     out = g(render, face, face_mask, bg, plate=plate, reference=reference)
-    outside = ~filled_face(face_mask).bool().expand(-1, 3, -1, -1)
-    torch.testing.assert_close(out["image"][outside], reference[:, :3][outside], atol=1e-5, rtol=0)
-    assert (out["image"][~outside] == 0).all()  # the face: the generator's own (zero) colour
-    assert (out["reference_weight"][filled_face(face_mask).bool()] == 0).all()
+    shown = (outside_face(face_mask, g.feather) == 1).expand(-1, 3, -1, -1)
+    torch.testing.assert_close(out["image"][shown], reference[:, :3][shown], atol=1e-5, rtol=0)
+    # The face: the generator's own (zero) colour and the texture's RGB view, by the photo weight.
+    in_face = hidden.expand(-1, 3, -1, -1)
+    torch.testing.assert_close(out["image"][in_face], (out["photo_weight"] * face[:, :3])[in_face])
+    assert (out["reference_weight"][hidden] == 0).all()
+    # Across the outline the reference fades in: a blend of the two, the weight strictly between 0 and 1.
+    ramp = out["reference_weight"][(~hidden) & (outside_face(face_mask, g.feather) < 1)]
+    assert ramp.numel() > 0 and (ramp > 0).all() and (ramp < 1 - 1e-3).all()
+
+
+def test_outside_face_ramps_across_the_outline():
+    face_mask = torch.zeros(1, 1, 16, 16)
+    face_mask[..., 4:12, 4:12] = 1
+    hard = outside_face(face_mask)
+    assert torch.equal(hard, 1 - filled_face(face_mask))
+    soft = outside_face(face_mask, feather=2)
+    assert (soft[..., 6:10, 6:10] == 0).all()                     # deeper than 2 px inside: hidden
+    assert (soft[..., :2, :] == 1).all() and (soft[..., :, 14:] == 1).all()   # 2 px beyond: shown
+    row = soft[0, 0, 8, :8]                                       # left to right across the left edge
+    assert (row[1:] <= row[:-1]).all() and 0 < row[4] < 1           # monotone, a blend at the edge
+    with pytest.raises(ValueError, match="feather"):
+        outside_face(face_mask, feather=-1)

@@ -179,6 +179,25 @@ def test_the_reference_bank_holds_training_frames_and_travels_in_the_checkpoint(
     assert json.loads((run / "config.json").read_text())["model"]["reference_frames"] == 0
 
 
+def test_the_photo_texture_is_unwrapped_from_the_training_frames_only(tiny_run, train_subject):
+    from selfie_avatar.models import AvatarGenerator
+    from selfie_avatar.models.config import ModelConfig
+    from selfie_avatar.tracking.subject import Subject
+    from selfie_avatar.training.data import SubjectFrames, fill_photo_texture
+
+    ck = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
+    cfg = ModelConfig(**ck["hyper_parameters"]["model"])
+    assert cfg.photo_texture
+    saved = ck["state_dict"]["generator.photo_texture"]
+    subject = Subject(train_subject)
+    expected, every = AvatarGenerator(cfg), AvatarGenerator(cfg)
+    fill_photo_texture(expected, SubjectFrames(subject, subject.train_indices, cfg.size))
+    fill_photo_texture(every, SubjectFrames(subject, list(range(len(subject))), cfg.size))
+    assert saved.abs().max() > 0.1
+    torch.testing.assert_close(saved, expected.photo_texture)
+    assert not torch.allclose(saved, every.photo_texture)      # the held-out frames would have changed it
+
+
 def test_same_seed_same_run_on_cpu(train_subject, offline_wandb, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     series = []
