@@ -73,7 +73,9 @@ class ModelConfig:
         reference_feather: half-width of the band across the face's outline over which the reference fades out,
             as a fraction of ``size`` (:func:`~selfie_avatar.models.image_generator.outside_face`). 0: a hard edge
             (checkpoints from before it), which left a seam across the forehead where the mesh ends and another
-            frame's skin began. 1/64 (2 px at 128) on the presets with a bank.
+            frame's skin began. The photo texture's weight fades over the same width at the edge of the face
+            model's coverage (:func:`~selfie_avatar.models.image_generator.inside_cover`). 1/64 (2 px at 128) on the
+            presets with a bank.
         photo_texture: the training frames unwrapped into UV and averaged (``models/photo_texture.py``) start
             ``G_fa``'s RGB view (its own RGB layers start at zero), and the image generator shows that view as the
             face's colour by a weight it predicts (starting at 0.88), so the face has its colours from the first
