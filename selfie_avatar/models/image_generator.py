@@ -76,6 +76,19 @@ def filled_face(face_mask: Tensor) -> Tensor:
     return torch.maximum(face_mask, enclosed.to(face_mask.dtype))
 
 
+def _check_feather(feather: int) -> None:
+    if feather < 0:
+        raise ValueError(f"feather must be >= 0 pixels, got {feather}")
+
+
+def _box(mask: Tensor, feather: int) -> Tensor:
+    """A (2 * feather + 1)-pixel box filter of a (B, 1, S, S) mask, averaging over the pixels inside the frame only;
+    the mask itself for ``feather`` 0. The shared ramp of :func:`outside_face` and :func:`inside_cover`."""
+    if feather == 0:
+        return mask
+    return F.avg_pool2d(mask, 2 * feather + 1, stride=1, padding=feather, count_include_pad=False)
+
+
 def outside_face(face_mask: Tensor, feather: int = 0) -> Tensor:
     """Where the reference may show: 1 outside the filled face region (:func:`filled_face`), 0 inside it, with a
     linear ramp ``2 * feather + 1`` pixels wide across its outline (a box filter of the hard edge). The ramp is
@@ -89,12 +102,8 @@ def outside_face(face_mask: Tensor, feather: int = 0) -> Tensor:
     Returns:
         :math:`(B, 1, S, S)` in [0, 1]: exactly 0 deeper than ``feather`` pixels inside the face.
     """
-    if feather < 0:
-        raise ValueError(f"feather must be >= 0 pixels, got {feather}")
-    outside = 1 - filled_face(face_mask)
-    if feather == 0:
-        return outside
-    return F.avg_pool2d(outside, 2 * feather + 1, stride=1, padding=feather, count_include_pad=False)
+    _check_feather(feather)
+    return _box(1 - filled_face(face_mask), feather)
 
 
 def inside_cover(face_mask: Tensor, feather: int = 0) -> Tensor:
@@ -105,15 +114,11 @@ def inside_cover(face_mask: Tensor, feather: int = 0) -> Tensor:
         - face_mask: :math:`(B, 1, S, S)` ``I_UV``'s coverage in [0, 1]; output: the same, in [0, 1], exactly 0
           where it is.
     """
-    if feather < 0:
-        raise ValueError(f"feather must be >= 0 pixels, got {feather}")
+    _check_feather(feather)
     if face_mask.dim() != 4 or face_mask.shape[1] != 1:
         raise ValueError(f"face_mask must be (B, 1, S, S), got {tuple(face_mask.shape)}")
     covered = (face_mask > 0.5).to(face_mask.dtype)
-    if feather == 0:
-        return covered
-    uncovered = F.avg_pool2d(1 - covered, 2 * feather + 1, stride=1, padding=feather, count_include_pad=False)
-    return covered * (1 - uncovered)
+    return covered * (1 - _box(1 - covered, feather))
 
 
 class ImageGenerator(nn.Module):

@@ -64,7 +64,7 @@ class SubjectFrames(Dataset):
     def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
         i = self.indices[k]
         frame, render, uv, matte = self._load(i)
-        uv = torch.from_numpy(np.ascontiguousarray(uv, dtype=np.float32)).permute(2, 0, 1)
+        uv = _chw(uv, np.float32)
         return {
             "image": torch.from_numpy(frame).permute(2, 0, 1).float() / 127.5 - 1,
             "render": torch.from_numpy(render).permute(2, 0, 1).float() / 127.5 - 1,
@@ -73,6 +73,11 @@ class SubjectFrames(Dataset):
             "face_mask": (uv[2:3] > 0.5).float(),
             "frame_index": torch.tensor(i, dtype=torch.long),
         }
+
+
+def _chw(array: np.ndarray, dtype=None) -> torch.Tensor:
+    """A loaded (S, S, C) array as a (C, S, S) tensor (``dtype``: convert first; None keeps the array's)."""
+    return torch.from_numpy(np.ascontiguousarray(array, dtype)).permute(2, 0, 1)
 
 
 def background_plate(subject: Subject, size: int | None = None) -> torch.Tensor:
@@ -92,15 +97,13 @@ def fill_reference_bank(bank: ReferenceBank, frames: SubjectFrames, size: int, c
     reads next."""
     planes, ok = [], []
     for start in range(0, len(frames), chunk):
-        uv = torch.stack([torch.from_numpy(np.ascontiguousarray(frames._load(i)[2], np.float32)).permute(2, 0, 1)
-                          for i in frames.indices[start:start + chunk]])
+        uv = torch.stack([_chw(frames._load(i)[2], np.float32) for i in frames.indices[start:start + chunk]])
         p, o = head_plane(uv)
         planes.append(p)
         ok.append(o)
     planes, ok = torch.cat(planes), torch.cat(ok)
     keep = ReferenceBank.choose(planes, ok, size).tolist()
-    images = torch.stack([torch.from_numpy(np.ascontiguousarray(frames._load(frames.indices[k])[0])).permute(2, 0, 1)
-                          for k in keep])
+    images = torch.stack([_chw(frames._load(frames.indices[k])[0]) for k in keep])
     bank.fill(planes[keep], images, torch.tensor([frames.indices[k] for k in keep]))
 
 
@@ -113,8 +116,8 @@ def fill_photo_texture(generator: AvatarGenerator, frames: SubjectFrames, chunk:
     totals = None
     for start in range(0, len(frames), chunk):
         loaded = [frames._load(i) for i in frames.indices[start:start + chunk]]
-        images = torch.stack([torch.from_numpy(np.ascontiguousarray(x[0])).permute(2, 0, 1) for x in loaded])
-        uv = torch.stack([torch.from_numpy(np.ascontiguousarray(x[2], np.float32)).permute(2, 0, 1) for x in loaded])
+        images = torch.stack([_chw(x[0]) for x in loaded])
+        uv = torch.stack([_chw(x[2], np.float32) for x in loaded])
         totals = accumulate_photo_texture(images, uv, generator.cfg.texture_size, totals)
     if totals is None:
         raise ValueError("no training frames to unwrap")
